@@ -1,0 +1,30 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="varitex",
+    version="0.1.0",
+    description="VariTex: Variational Neural Face Textures (ICCV 2021) on PyTorch and Lightning 2.x",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="CC BY-NC-SA 4.0",
+    python_requires=">=3.9",
+    packages=find_packages(include=["varitex", "varitex.*"]),
+    install_requires=[
+        "torch>=2.1",
+        "torchvision>=0.16",
+        "lightning>=2.1",
+        "numpy",
+        "scipy",
+        "h5py",
+        "pillow",
+        "lpips",
+        "tqdm",
+        "tensorboard",
+        "imageio",
+    ],
+    extras_require={
+        "test": ["pytest", "nbclient", "nbformat", "ipykernel"],
+        "wandb": ["wandb"],
+    },
+    entry_points={"console_scripts": []},
+)

@@ -1,0 +1,1 @@
+"""Datasets: the authors' preprocessed FFHQ layout (NPYDataset) and the embedded synthetic demo world."""

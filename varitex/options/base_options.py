@@ -1,0 +1,114 @@
+"""Options shared by training, inference and the demo; names and defaults are the authors'."""
+import argparse
+import os
+
+# Path options whose defaults come from environment variables: option -> (env var, sub path).
+ENV_PATH_DEFAULTS = {
+    "dataroot_npy": ("DP", "FFHQ/preprocessed_dataset"),
+    "image_folder": ("DP", "FFHQ/images"),
+    "path_out": ("OP", ""),
+    "path_bfm": ("FP", "basel_facemodel/model2017-1_face12_nomouth.h5"),
+    "path_uv": ("FP", "basel_facemodel/face12.json"),
+    "checkpoint": ("CP", ""),
+}
+
+
+class MissingPathError(ValueError):
+    """A path option is needed but neither its flag nor its environment variable was given."""
+
+
+def env_default(option):
+    """Default of a path option from its environment variable, or None when the variable is unset."""
+    env_var, sub_path = ENV_PATH_DEFAULTS[option]
+    root = os.environ.get(env_var)
+    if not root:
+        return None
+    return os.path.join(root, sub_path) if sub_path else root
+
+
+def require_path(opt, option):
+    """Return ``opt.<option>``; raise MissingPathError naming the flag and env var when it is unset."""
+    value = getattr(opt, option, None)
+    if value:
+        return value
+    env_var, sub_path = ENV_PATH_DEFAULTS[option]
+    where = f"${env_var}/{sub_path}" if sub_path else f"${env_var}"
+    raise MissingPathError(
+        f"--{option} is not set: pass --{option} PATH or set the environment variable {env_var} "
+        f"(the default is {where}). To try VariTex without data, use --demo.")
+
+
+def _positive_int(value):
+    number = int(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return number
+
+
+def _non_negative_float(value):
+    number = float(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected a value >= 0, got {value}")
+    return number
+
+
+class BaseOptions:
+    """Options for the data, the model architecture and the run (authors' names and defaults)."""
+
+    def __init__(self):
+        self.parser = argparse.ArgumentParser(
+            description="VariTex: Variational Neural Face Textures",
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        self.initialize(self.parser)
+
+    def initialize(self, parser):
+        # Data and paths. Defaults come from $DP, $FP, $OP and $CP (None when unset).
+        parser.add_argument("--dataroot_npy", default=env_default("dataroot_npy"),
+                            help="folder of the preprocessed .npy arrays ($DP/FFHQ/preprocessed_dataset)")
+        parser.add_argument("--image_folder", default=env_default("image_folder"),
+                            help="folder of the FFHQ PNG images ($DP/FFHQ/images)")
+        parser.add_argument("--path_out", default=env_default("path_out"), help="output root ($OP)")
+        parser.add_argument("--path_bfm", default=env_default("path_bfm"),
+                            help="Basel Face Model 2017 HDF5 ($FP/basel_facemodel/model2017-1_face12_nomouth.h5)")
+        parser.add_argument("--path_uv", default=env_default("path_uv"),
+                            help="UV parameterization json ($FP/basel_facemodel/face12.json)")
+        parser.add_argument("--device", default="cuda", help="device for rendering and inference")
+        parser.add_argument("--dataset", default="FFHQ")
+        parser.add_argument("--keep_background", action="store_true",
+                            help="keep the image background instead of filling it")
+        parser.add_argument("--bg_color", default="black", choices=["black", "zero"],
+                            help="background fill: the image minimum (black) or 0")
+        parser.add_argument("--transform_mode", default="all",
+                            help="augmentations: any of the letters d (rotation), t (translation), "
+                                 "s (scale), f (flip), or 'all'")
+        parser.add_argument("--logger", default="tensorboard", choices=["tensorboard", "wandb"])
+        parser.add_argument("--checkpoint", default=env_default("checkpoint"),
+                            help="checkpoint to load or resume from ($CP)")
+        parser.add_argument("--dataset_split", default="train", help="train, val or all")
+        # Architecture.
+        parser.add_argument("--texture_nc", default=16, type=_positive_int, help="neural texture channels")
+        parser.add_argument("--texture_dim", default=256, type=int, choices=[128, 256],
+                            help="neural texture resolution")
+        parser.add_argument("--image_h", default=256, type=_positive_int)
+        parser.add_argument("--image_w", default=256, type=_positive_int)
+        parser.add_argument("--batch_size", default=7, type=_positive_int, help="batch size per device")
+        parser.add_argument("--uv_mask_value", default=0.0, type=float,
+                            help="feature value outside the face (MASK_UV)")
+        parser.add_argument("--latent_dim", default=256, type=_positive_int,
+                            help="size of z; the first half drives the face texture, the second the additive decoder")
+        parser.add_argument("--nc_feature2image", default=64, type=_positive_int,
+                            help="U-Net features at the top level")
+        parser.add_argument("--feature2image_num_layers", default=5, type=_positive_int, help="U-Net levels")
+        parser.add_argument("--nc_decoder", default=32, type=int,
+                            help="unused; kept because the authors' option files contain it")
+        parser.add_argument("--semantic_regions", default=list(range(1, 16)), type=int, nargs="+",
+                            help="segmentation label ids that count as foreground")
+        # Run.
+        parser.add_argument("--experiment_name", default="default")
+        parser.add_argument("--project", default="varitex")
+        parser.add_argument("--debug", action="store_true", help="a fast dev run")
+        return parser
+
+    def parse(self, args=None):
+        """Parse ``args`` (a list of strings; None reads sys.argv) into an argparse.Namespace."""
+        return self.parser.parse_args(args)

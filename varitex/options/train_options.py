@@ -1,0 +1,28 @@
+"""Training options: losses, optimizers, discriminator and logging (authors' names and defaults)."""
+from varitex.options.base_options import BaseOptions, _non_negative_float, _positive_int
+
+
+class TrainOptions(BaseOptions):
+    def initialize(self, parser):
+        super().initialize(parser)
+        parser.add_argument("--lr", default=1e-3, type=float, help="generator learning rate (Adam)")
+        parser.add_argument("--lr_discriminator", default=1e-3, type=float,
+                            help="discriminator learning rate (Adam)")
+        parser.add_argument("--lambda_l2", default=1.0, type=_non_negative_float)
+        parser.add_argument("--lambda_kl", default=0.1, type=_non_negative_float)
+        parser.add_argument("--lambda_vgg", default=2.0, type=_non_negative_float,
+                            help="VGG-19 perceptual loss; needs ImageNet weights (see --path_vgg)")
+        parser.add_argument("--lambda_segmentation", default=1.0, type=_non_negative_float)
+        parser.add_argument("--lambda_rgb_texture", default=0.0, type=_non_negative_float)
+        parser.add_argument("--gan_mode", default="ls", choices=["ls", "original", "hinge", "w"])
+        parser.add_argument("--lambda_gan", default=1.0, type=_non_negative_float,
+                            help="0 disables the discriminator")
+        parser.add_argument("--lambda_discriminator_features", default=1.0, type=_non_negative_float)
+        parser.add_argument("--nc_discriminator", default=64, type=_positive_int)
+        parser.add_argument("--num_discriminator", default=2, type=_positive_int)
+        parser.add_argument("--n_layers_discriminator", default=4, type=_positive_int)
+        parser.add_argument("--norm_discriminator", default="spectralinstance")
+        parser.add_argument("--num_workers", default=1, type=int, help="data-loading workers")
+        parser.add_argument("--display_freq", default=1000, type=_positive_int, help="image logging every N steps")
+        parser.add_argument("--max_epochs", default=44, type=_positive_int)
+        return parser
