@@ -107,6 +107,9 @@ class BaseOptions:
         parser.add_argument("--experiment_name", default="default")
         parser.add_argument("--project", default="varitex")
         parser.add_argument("--debug", action="store_true", help="a fast dev run")
+        parser.add_argument("--demo", action="store_true",
+                            help="run on the embedded synthetic demo world with small demo settings "
+                                 "(no data or checkpoint needed; explicit flags still win)")
         return parser
 
     def parse(self, args=None):

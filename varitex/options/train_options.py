@@ -25,4 +25,12 @@ class TrainOptions(BaseOptions):
         parser.add_argument("--num_workers", default=1, type=int, help="data-loading workers")
         parser.add_argument("--display_freq", default=1000, type=_positive_int, help="image logging every N steps")
         parser.add_argument("--max_epochs", default=44, type=_positive_int)
+        parser.add_argument("--keep_checkpoints", default=-1, type=int,
+                            help="epoch checkpoints to keep besides last.ckpt (-1: all)")
+        parser.add_argument("--precision", default="32", choices=["32", "bf16-mixed", "16-mixed"],
+                            help="Lightning precision; 32 reproduces the authors' training")
+        parser.add_argument("--devices", default="auto",
+                            help="devices per node for Lightning (e.g. 1, 4, or auto); batch_size is per device")
+        parser.add_argument("--num_nodes", default=1, type=_positive_int, help="machines for multi-node training")
+        parser.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp")
         return parser
