@@ -25,6 +25,10 @@ setup(
     extras_require={
         "test": ["pytest", "nbclient", "nbformat", "ipykernel"],
         "wandb": ["wandb"],
+        "video": ["imageio-ffmpeg"],
     },
-    entry_points={"console_scripts": []},
+    entry_points={"console_scripts": [
+        "varitex-train = varitex.train:main",
+        "varitex-inference = varitex.inference:main",
+    ]},
 )
