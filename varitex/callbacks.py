@@ -1,0 +1,156 @@
+"""Image logging during training (DESIGN.md section 3): what the authors logged, batched and on device.
+
+Every ``display_freq`` training batches, and for the first batch of every validation, rank 0 logs:
+
+    <stage>/combined            per row: uv, target mask, input, encoder input, predicted mask, output, uv mask
+    <stage>/posterior_std3      per row: input, then 3 samples z = mu + 3 * std * eps
+    <stage>/prior_std2          per row: 3 samples z = 2 * eps (eps ~ N(0, 1)) on the item's geometry
+    <stage>/posed               first item re-posed, pitch (rows) x yaw (columns) in -45..45 degrees, z = mu
+    <stage>/interpolation       per row: mu -> {posterior sample at std x4, zero, N(0, 1) sample}, 5 steps
+    <stage>/neural_texture      first item: texture channels, sampled face and additive feature images
+"""
+import contextlib
+
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from varitex import visualization as vis
+from varitex.data.keys_enum import DataItemKey as DIK
+
+N_SHOWN = 4                       # items of the batch shown per picture
+POSE_GRID_DEG = (-45, -15, 15, 45)
+N_INTERPOLATION = 5
+
+
+@contextlib.contextmanager
+def evaluating(module):
+    """Eval mode and no gradients inside the block; restores the previous mode."""
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            yield module
+    finally:
+        module.train(was_training)
+
+
+def select_items(batch, n):
+    """The first ``n`` items of every tensor and list in a batch dict."""
+    return {key: value[:n] for key, value in batch.items() if isinstance(value, (torch.Tensor, list))}
+
+
+def pose_thetas(pitches, yaws, device):
+    """All (pitch, yaw, roll=0) combinations in degrees, pitch-major: (len(pitches) * len(yaws), 3)."""
+    pitch, yaw = torch.meshgrid(torch.tensor(pitches, dtype=torch.float32),
+                                torch.tensor(yaws, dtype=torch.float32), indexing="ij")
+    return torch.stack([pitch.flatten(), yaw.flatten(), torch.zeros(pitch.numel())], dim=1).to(device)
+
+
+class ImageLogCallback(Callback):
+    """Logs the authors' training visualizations to TensorBoard or Weights & Biases, on rank 0 only."""
+
+    def __init__(self, opt):
+        self.opt = opt
+        self.display_freq = opt.display_freq
+        self._uv_factory = None
+
+    def uv_factory(self, device):
+        """The BFM UV renderer on ``device``, built on first use (it holds the whole face model)."""
+        if self._uv_factory is None:
+            from argparse import Namespace
+
+            from varitex.geometry import BFMUVFactory
+            self._uv_factory = BFMUVFactory(Namespace(**{**vars(self.opt), "device": str(device)}))
+        return self._uv_factory
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.is_global_zero and trainer.fit_loop.epoch_loop.total_batch_idx % self.display_freq == 0:
+            self.log_batch(trainer, pl_module, batch, "train")
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        if trainer.is_global_zero and batch_idx == 0 and not trainer.sanity_checking:
+            self.log_batch(trainer, pl_module, batch, "val")
+
+    def log_batch(self, trainer, pl_module, batch, stage):
+        """Compute every picture for (the first items of) ``batch`` and send them to the loggers."""
+        with evaluating(pl_module):
+            batch = pl_module(select_items(batch, N_SHOWN), std_multiplier=0)
+            pictures = {
+                "combined": self.combined(batch),
+                "posterior_std3": self.posterior_samples(pl_module, batch),
+                "prior_std2": self.prior_samples(pl_module, batch),
+                "posed": self.pose_grid(pl_module, batch),
+                "interpolation": self.interpolations(pl_module, batch),
+                "neural_texture": self.neural_texture(batch),
+            }
+        for name, picture in pictures.items():
+            log_image(trainer, f"{stage}/{name}", picture)
+
+    def combined(self, batch):
+        columns = [
+            vis.uv_to_rgb(batch[DIK.UV_RENDERED]),
+            vis.gray_to_rgb(batch[DIK.SEGMENTATION_MASK]),
+            vis.unnormalize(batch[DIK.IMAGE_IN]),
+            vis.unnormalize(batch[DIK.IMAGE_IN_ENCODE]),
+            vis.gray_to_rgb(batch[DIK.SEGMENTATION_PREDICTED]),
+            vis.unnormalize(batch[DIK.IMAGE_OUT]),
+            vis.gray_to_rgb(batch[DIK.MASK_UV].float()),
+        ]
+        return vis.image_grid(torch.stack(columns, dim=1).flatten(0, 1), nrow=len(columns))
+
+    def _render(self, pl_module, latents, uv):
+        """Images (B, 3, H, W) in [0, 1], masked with the predicted segmentation, for latents and UV renders."""
+        out = pl_module.generator.forward_latent2image({DIK.STYLE_LATENT: latents, DIK.UV_RENDERED: uv})
+        return vis.mask_output(vis.unnormalize(out[DIK.IMAGE_OUT]), out[DIK.SEGMENTATION_PREDICTED])
+
+    def posterior_samples(self, pl_module, batch, n_samples=3, std_multiplier=3.0):
+        n = batch[DIK.IMAGE_IN].shape[0]
+        mu, std = (batch[key].repeat_interleave(n_samples, dim=0)
+                   for key in (DIK.STYLE_LATENT_MU, DIK.STYLE_LATENT_STD))
+        latents = mu + std * std_multiplier * torch.randn_like(mu)
+        samples = self._render(pl_module, latents, batch[DIK.UV_RENDERED].repeat_interleave(n_samples, dim=0))
+        inputs = vis.unnormalize(batch[DIK.IMAGE_IN]).unsqueeze(1)
+        rows = torch.cat([inputs, samples.view(n, n_samples, *samples.shape[1:])], dim=1)
+        return vis.image_grid(rows.flatten(0, 1), nrow=n_samples + 1)
+
+    def prior_samples(self, pl_module, batch, n_samples=3, std_multiplier=2.0):
+        mu = batch[DIK.STYLE_LATENT_MU].repeat_interleave(n_samples, dim=0)
+        latents = torch.randn_like(mu) * std_multiplier
+        samples = self._render(pl_module, latents, batch[DIK.UV_RENDERED].repeat_interleave(n_samples, dim=0))
+        return vis.image_grid(samples, nrow=n_samples)
+
+    def pose_grid(self, pl_module, batch):
+        thetas = pose_thetas(POSE_GRID_DEG, POSE_GRID_DEG, batch[DIK.STYLE_LATENT_MU].device)
+        uv_factory = self.uv_factory(thetas.device)
+        uv = uv_factory.render_pose_grid(batch[DIK.COEFF_SHAPE][:1], batch[DIK.COEFF_EXPRESSION][:1], thetas)[0]
+        images = self._render(pl_module, batch[DIK.STYLE_LATENT_MU][:1].expand(len(thetas), -1), uv)
+        return vis.image_grid(images, nrow=len(POSE_GRID_DEG))
+
+    def interpolations(self, pl_module, batch):
+        mu, std = batch[DIK.STYLE_LATENT_MU], batch[DIK.STYLE_LATENT_STD]
+        targets = [mu + 4.0 * std * torch.randn_like(mu), torch.zeros_like(mu), torch.randn_like(mu)]
+        # (targets, steps, items, D) -> rows of one item and one target, N_INTERPOLATION steps each
+        latents = torch.stack([vis.interpolate_latents(mu, target, N_INTERPOLATION) for target in targets])
+        latents = latents.permute(0, 2, 1, 3).flatten(0, 2)
+        uv = batch[DIK.UV_RENDERED].repeat_interleave(N_INTERPOLATION, dim=0).repeat(len(targets), 1, 1, 1)
+        images = self._render(pl_module, latents, uv)
+        return vis.image_grid(images, nrow=N_INTERPOLATION)
+
+    def neural_texture(self, batch):
+        """Channels of the first item: the texture in UV space, then the sampled face and additive features."""
+        maps = [batch[key][:1] for key in (DIK.TEXTURE_PERSON, DIK.FACE_FEATUREIMAGE, DIK.ADDITIVE_FEATUREIMAGE)]
+        size = maps[1].shape[-2:]
+        maps[0] = torch.nn.functional.interpolate(maps[0], size=size, mode="bilinear", align_corners=False)
+        channels = vis.normalize_channels(torch.cat(maps, dim=1)).transpose(0, 1)
+        return vis.image_grid(vis.gray_to_rgb(channels), nrow=maps[0].shape[1])
+
+
+def log_image(trainer, tag, picture):
+    """Send one (3, H, W) picture in [0, 1] to every logger that takes images."""
+    from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.experiment.add_image(tag, picture, trainer.global_step)
+        elif isinstance(logger, WandbLogger):
+            logger.log_image(key=tag, images=[vis.to_uint8(picture.unsqueeze(0))[0]], step=trainer.global_step)

@@ -1,0 +1,146 @@
+"""Command-line plumbing shared by train and inference.
+
+    explicit_flags(TrainOptions, argv)   -> the option names the user typed
+    apply_demo_options(opt, explicit)    -> --demo: the embedded synthetic world and small settings
+    merge_saved_options(opt, saved, ...) -> options stored in a checkpoint, command-line flags winning
+    user_errors("varitex-train")         -> the error boundary: one line and exit code 2, no traceback
+"""
+import argparse
+import contextlib
+import os
+import sys
+
+import torch
+
+# Options that describe this machine or this invocation, never taken over from a checkpoint's options.
+NOT_INHERITED = frozenset({
+    "dataroot_npy", "image_folder", "path_out", "path_bfm", "path_uv", "checkpoint", "path_opt",
+    "device", "num_workers", "debug", "demo", "logger", "dataset_split", "n", "mode",
+    "devices", "num_nodes", "strategy", "precision",
+})
+
+# --demo: sized so that training plus all three inference modes take about 10 minutes on a 2-core CPU.
+DEMO_OPTIONS = dict(
+    experiment_name="demo",
+    image_h=64, image_w=64,     # demo world is rendered at 256 and resized like FFHQ
+    texture_dim=128,            # smallest texture the decoder supports
+    nc_feature2image=16,        # U-Net width at the top level
+    lambda_vgg=0.0,             # VGG-19 ImageNet weights cannot be downloaded offline
+    batch_size=8,
+    max_epochs=12,
+    display_freq=50,
+    num_workers=1,
+    device="cpu",
+    keep_checkpoints=1,
+)
+DEMO_CHECKPOINT = os.path.join("demo", "checkpoints", "last.ckpt")  # below path_out
+
+TRACEBACK_ENV = "VARITEX_TRACEBACK"
+
+
+def explicit_flags(options_class, argv):
+    """Names of the options given on the command line ``argv`` (abbreviations resolved by argparse).
+
+    Args:
+        options_class: TrainOptions or EvalOptions.
+        argv: list of strings; None reads sys.argv.
+    Returns:
+        set of option names (argparse dests).
+    """
+    parser = options_class().parser
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv)))
+
+
+def apply_demo_options(opt, explicit):
+    """Point ``opt`` at the embedded demo world (generated on first use) and apply DEMO_OPTIONS.
+
+    Explicit command-line flags win over the demo settings; environment variables do not (--demo always
+    uses the demo world). Outputs go to ``./outputs`` unless --path_out is given.
+    """
+    from varitex.data.synthetic import ensure_demo_world
+
+    root = str(ensure_demo_world())
+    demo_paths = dict(
+        dataroot_npy=os.path.join(root, "FFHQ", "preprocessed_dataset"),
+        image_folder=os.path.join(root, "FFHQ", "images"),
+        path_bfm=os.path.join(root, "basel_facemodel", "model2017-1_face12_nomouth.h5"),
+        path_uv=os.path.join(root, "basel_facemodel", "face12.json"),
+        path_out="outputs",
+    )
+    for name, value in {**demo_paths, **DEMO_OPTIONS}.items():
+        if name not in explicit and hasattr(opt, name):
+            setattr(opt, name, value)
+    if "checkpoint" not in explicit:
+        opt.checkpoint = None
+    return opt
+
+
+def demo_checkpoint_path(opt):
+    """Where `varitex-train --demo` leaves its final checkpoint for this ``opt.path_out``."""
+    return os.path.join(opt.path_out, DEMO_CHECKPOINT)
+
+
+def merge_saved_options(opt, saved, explicit):
+    """Take over the options a checkpoint was trained with (architecture, losses, schedule).
+
+    Options in NOT_INHERITED and options given on the command line keep their current value.
+
+    Args:
+        opt: argparse.Namespace, modified in place and returned.
+        saved: dict of options stored in the checkpoint (or read from opt.json).
+        explicit: set of option names given on the command line.
+    """
+    for name, value in saved.items():
+        if name not in NOT_INHERITED and name not in explicit:
+            setattr(opt, name, value)
+    return opt
+
+
+def require_file(path, option):
+    """Return ``path`` if it is an existing file, else raise FileNotFoundError naming the option."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--{option}: file not found: {path}")
+    return path
+
+
+def ensure_writable_dir(path, option="path_out"):
+    """Create ``path`` if needed and check that files can be written there.
+
+    Raises:
+        PermissionError: naming the option, the folder and the reason.
+    """
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, ".varitex_write_test")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as error:
+        raise PermissionError(f"--{option}: cannot write to the output folder {path} "
+                              f"({error.strerror or error})") from None
+    return path
+
+
+def resolve_device(opt):
+    """Fall back from ``--device cuda`` to the CPU (with a note) when no GPU is available; returns opt."""
+    if str(opt.device).startswith("cuda") and not torch.cuda.is_available():
+        print("note: no CUDA device available, running on the CPU (--device cpu)", file=sys.stderr)
+        opt.device = "cpu"
+    return opt
+
+
+@contextlib.contextmanager
+def user_errors(program):
+    """Turn the project's own errors (bad paths, options, checkpoints, data) into one line and exit code 2.
+
+    Set the environment variable VARITEX_TRACEBACK=1 to see the full traceback instead.
+    """
+    try:
+        yield
+    except (ValueError, OSError) as error:
+        if os.environ.get(TRACEBACK_ENV):
+            raise
+        print(f"{program}: error: {error}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,209 @@
+"""Inference with a trained VariTex model: the authors' three modes (DESIGN.md section 5), batched.
+
+    python varitex/inference.py --checkpoint $CP --dataset_split val     # the authors' command
+    varitex-inference --demo                                             # on the embedded demo
+    varitex-inference --checkpoint CP --dataset_split val --mode posed --n 100 --batch_size 32
+
+Writes into ``path_out/inference_<split>/`` (the authors' folder in brackets):
+
+    reconstruction/<filename>.png, latents.npy   z = mu of each sample; latents (N, 2, latent_dim): mu, std
+                                                 [inference_ffhq]
+    posed/<axis>_<angle>/<filename>.png          each sample with its own shape and expression, posed with
+                                                 pitch, yaw and pitch_yaw at -45..45 degrees in steps of 15
+                                                 [inference_posed_ffhq/axis[..]_theta..]
+    random/<axis>_<angle>/<row>.png              the latent means of latents.npy (row 00000, 00001, ...) with
+                                                 random BFM shapes and expressions, same poses
+                                                 [inference_posed_random]
+
+Every image is masked where SEGMENTATION_PREDICTED <= 0.7 (black background).
+"""
+import os
+import sys
+
+if __name__ == "__main__" and not __package__:
+    # Run as a script (`python varitex/inference.py`): import the package from this checkout.
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
+
+from varitex import cli
+from varitex import visualization as vis
+from varitex.data.keys_enum import DataItemKey as DIK
+from varitex.demo import generate
+from varitex.options import EvalOptions, require_path
+
+SEED = 1234
+MODES = ("reconstruction", "posed", "random")
+POSE_ANGLES = tuple(range(-45, 46, 15))
+POSE_AXES = {"pitch": (1.0, 0.0), "yaw": (0.0, 1.0), "pitch_yaw": (1.0, 1.0)}  # (pitch, yaw) factors
+
+
+def pose_table(device):
+    """Every pose of modes 2 and 3: names ``<axis>_<angle>`` and Euler angles (P, 3) in degrees."""
+    names, thetas = [], []
+    for axis, (pitch, yaw) in POSE_AXES.items():
+        for angle in POSE_ANGLES:
+            names.append(f"{axis}_{angle}")
+            thetas.append((pitch * angle, yaw * angle, 0.0))
+    return names, torch.tensor(thetas, device=device)
+
+
+def parse_options(argv=None):
+    """Command line -> options: --demo settings, then the options the checkpoint was trained with.
+
+    Architecture options come from the checkpoint (or from --path_opt, an opt.json); flags still win.
+    """
+    from varitex.modules.checkpoint import read_checkpoint
+
+    opt = EvalOptions().parse(argv)
+    explicit = cli.explicit_flags(EvalOptions, argv)
+    if opt.demo:
+        cli.apply_demo_options(opt, explicit - {"batch_size"})
+        opt.batch_size = opt.batch_size if "batch_size" in explicit else 16
+        if not opt.checkpoint:
+            opt.checkpoint = cli.demo_checkpoint_path(opt)
+            if not os.path.isfile(opt.checkpoint):
+                raise FileNotFoundError(f"no demo checkpoint at {opt.checkpoint}: train it first with "
+                                        f"`varitex-train --demo` (or pass --checkpoint)")
+    require_path(opt, "checkpoint")
+    saved = read_checkpoint(cli.require_file(opt.checkpoint, "checkpoint")).get("varitex_opt")
+    if opt.path_opt:
+        import json
+        with open(cli.require_file(opt.path_opt, "path_opt")) as file:
+            saved = json.load(file)
+    if saved:
+        cli.merge_saved_options(opt, saved, explicit)
+    for option in ("dataroot_npy", "image_folder", "path_bfm", "path_uv", "path_out"):
+        require_path(opt, option)
+    return opt
+
+
+class Inference:
+    """A trained pipeline plus the BFM UV renderer on one device; each mode is one method."""
+
+    def __init__(self, opt):
+        from varitex.geometry import BFMUVFactory
+        from varitex.modules.checkpoint import load_pipeline
+
+        self.opt = opt
+        self.device = torch.device(opt.device)
+        self.pipeline = load_pipeline(opt.checkpoint, opt).to(self.device).eval()
+        self.uv_factory = BFMUVFactory(opt)
+        self.pose_names, self.thetas = pose_table(self.device)
+
+    def dataset(self, n):
+        """The first ``n`` items of ``opt.dataset_split`` (all for n < 0), without augmentation."""
+        from varitex.data.npy_dataset import NPYDataset
+
+        dataset = NPYDataset(self.opt, split=self.opt.dataset_split, augmentation=False)
+        count = len(dataset) if n < 0 else min(n, len(dataset))
+        return Subset(dataset, range(count))
+
+    def loader(self, dataset):
+        return DataLoader(dataset, batch_size=self.opt.batch_size, shuffle=False,
+                          num_workers=self.opt.num_workers)
+
+    def _to_device(self, batch):
+        return {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+    @torch.no_grad()
+    def encode(self, dataset, folder=None):
+        """One pass over ``dataset`` with z = mu (mode 1 when ``folder`` is given).
+
+        Writes ``folder/<filename>.png`` and ``folder/latents.npy`` when ``folder`` is not None.
+
+        Returns:
+            dict with filenames (N names), latents (N, 2, latent_dim) float32 numpy (mu, std),
+            sp (N, 199) and ep (N, 100) tensors on the CPU.
+        """
+        if folder is not None:
+            os.makedirs(folder, exist_ok=True)
+        result = dict(filenames=[], latents=[], sp=[], ep=[])
+        for batch in tqdm(self.loader(dataset), desc="reconstruction" if folder else "encoding", unit="batch"):
+            batch = self.pipeline(self._to_device(batch), std_multiplier=0)
+            if folder is not None:
+                images = vis.mask_output(vis.unnormalize(batch[DIK.IMAGE_OUT]), batch[DIK.SEGMENTATION_PREDICTED])
+                for image, name in zip(images, batch[DIK.FILENAME]):
+                    vis.save_png(image, os.path.join(folder, f"{name}.png"))
+            result["filenames"] += list(batch[DIK.FILENAME])
+            result["latents"].append(torch.stack([batch[DIK.STYLE_LATENT_MU], batch[DIK.STYLE_LATENT_STD]], 1).cpu())
+            result["sp"].append(batch[DIK.COEFF_SHAPE].cpu())
+            result["ep"].append(batch[DIK.COEFF_EXPRESSION].cpu())
+        result["latents"] = torch.cat(result["latents"]).numpy().astype(np.float32)
+        result["sp"], result["ep"] = torch.cat(result["sp"]), torch.cat(result["ep"])
+        if folder is not None:
+            np.save(os.path.join(folder, "latents.npy"), result["latents"])
+        return result
+
+    @torch.no_grad()
+    def posed(self, filenames, mu, sp, ep, folder, desc):
+        """Render every (sample, pose) pair, ``batch_size`` images per forward pass.
+
+        Args:
+            filenames: N output names; mu: (N, D) latents; sp: (N, 199); ep: (N, 100).
+            folder: output root; images go to ``folder/<axis>_<angle>/<name>.png``.
+        """
+        for name in self.pose_names:
+            os.makedirs(os.path.join(folder, name), exist_ok=True)
+        n_poses = len(self.pose_names)
+        mu, sp, ep = (torch.as_tensor(x, dtype=torch.float32).to(self.device) for x in (mu, sp, ep))
+        jobs = torch.arange(len(filenames) * n_poses, device=self.device)
+        for chunk in tqdm(jobs.split(self.opt.batch_size), desc=desc, unit="batch"):
+            sample, pose = chunk // n_poses, chunk % n_poses
+            out = generate(self.pipeline, self.uv_factory, mu[sample], sp[sample], ep[sample], self.thetas[pose])
+            images = vis.mask_output(vis.unnormalize(out[DIK.IMAGE_OUT]), out[DIK.SEGMENTATION_PREDICTED])
+            for image, i, p in zip(images, sample.tolist(), pose.tolist()):
+                vis.save_png(image, os.path.join(folder, self.pose_names[p], f"{filenames[i]}.png"))
+
+    def run(self, modes):
+        """Run the selected modes (a subset of MODES) in order; returns the output root folder."""
+        root = cli.ensure_writable_dir(os.path.join(self.opt.path_out, f"inference_{self.opt.dataset_split}"))
+        recon_folder = os.path.join(root, "reconstruction")
+        encoded = None
+        if "reconstruction" in modes or "posed" in modes:
+            encoded = self.encode(self.dataset(self.opt.n), recon_folder if "reconstruction" in modes else None)
+        if "posed" in modes:
+            # Mode 2: each sample's own shape, expression and latent mean.
+            self.posed(encoded["filenames"], encoded["latents"][:, 0], encoded["sp"], encoded["ep"],
+                       os.path.join(root, "posed"), desc="posed")
+        if "random" in modes:
+            # Mode 3: the latent means of mode 1 (latents.npy) with random BFM shapes and expressions.
+            latents = encoded["latents"] if encoded else load_latents(os.path.join(recon_folder, "latents.npy"),
+                                                                      self.opt.n)
+            n = latents.shape[0]
+            sp = self.uv_factory.bfm.sample_shape(n)
+            ep = self.uv_factory.bfm.sample_expression(n)
+            names = [f"{i:05d}" for i in range(n)]  # authors' naming: the row of latents.npy
+            self.posed(names, latents[:, 0], sp, ep, os.path.join(root, "random"), desc="random")
+        return root
+
+
+def load_latents(path, n):
+    """The first ``n`` rows (all for n < 0) of a latents.npy written by mode reconstruction: (n, 2, D)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} not found: --mode random uses the latents of mode reconstruction; "
+                                f"run --mode reconstruction first (or --mode all)")
+    latents = np.load(path)
+    return latents if n < 0 else latents[:n]
+
+
+def selected_modes(mode_option):
+    """--mode values -> the modes to run, in the order of DESIGN.md section 5."""
+    return MODES if "all" in mode_option else tuple(m for m in MODES if m in mode_option)
+
+
+def main(argv=None):
+    """Console entry point ``varitex-inference``."""
+    with cli.user_errors("varitex-inference"):
+        opt = cli.resolve_device(parse_options(argv))
+        L.seed_everything(SEED, verbose=False)
+        root = Inference(opt).run(selected_modes(opt.mode))
+    print(f"Results in {root}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""Turning batch tensors into pictures: shared by image logging, inference and the demo.
+
+All functions are batched and stay on the tensors' device until `to_uint8`.
+"""
+import torch
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+MASK_THRESHOLD = 0.7  # SEGMENTATION_PREDICTED above this counts as head (DESIGN.md section 5)
+
+
+def unnormalize(images):
+    """ImageNet-normalized images -> displayable images.
+
+    Args:
+        images: (B, 3, H, W) float, ImageNet-normalized (IMAGE_IN, IMAGE_OUT, ...).
+    Returns:
+        (B, 3, H, W) float in [0, 1].
+    """
+    mean = images.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = images.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (images * std + mean).clamp(0, 1)
+
+
+def uv_to_rgb(uv):
+    """Rendered UVs as colours: u -> red, v -> green, blue 0; background (-1, -1) is black.
+
+    Args:
+        uv: (B, H, W, 2) float in [-1, 1].
+    Returns:
+        (B, 3, H, W) float in [0, 1].
+    """
+    uv = uv.permute(0, 3, 1, 2)
+    rgb = torch.cat([uv, -torch.ones_like(uv[:, :1])], dim=1)
+    return ((rgb + 1) / 2).clamp(0, 1)
+
+
+def gray_to_rgb(maps):
+    """(B, 1, H, W) values in [0, 1] (masks, segmentation) -> (B, 3, H, W)."""
+    return maps.clamp(0, 1).expand(-1, 3, -1, -1)
+
+
+def mask_output(images, segmentation, threshold=MASK_THRESHOLD):
+    """Black out everything the generator does not call head.
+
+    The authors multiply by the soft segmentation after zeroing values below the threshold; we use the
+    binary mask (DESIGN.md section 5: "masked with SEGMENTATION_PREDICTED thresholded at 0.7").
+
+    Args:
+        images: (B, 3, H, W) float in [0, 1].
+        segmentation: (B, 1, H, W) float in [0, 1] (SEGMENTATION_PREDICTED).
+    Returns:
+        (B, 3, H, W) float in [0, 1], background exactly 0.
+    """
+    return images * (segmentation > threshold).to(images.dtype)
+
+
+def normalize_channels(maps):
+    """Stretch every channel of every item to [0, 1] independently (for neural-texture channels).
+
+    Args:
+        maps: (B, C, H, W) float, any range.
+    Returns:
+        (B, C, H, W) float in [0, 1]; constant channels become 0.
+    """
+    flat = maps.flatten(2)
+    low = flat.min(dim=2, keepdim=True).values
+    high = flat.max(dim=2, keepdim=True).values
+    return ((flat - low) / (high - low).clamp_min(1e-8)).view_as(maps)
+
+
+def to_uint8(images):
+    """(B, 3, H, W) float in [0, 1] -> (B, H, W, 3) uint8 numpy array on the CPU."""
+    array = (images.detach().clamp(0, 1) * 255).round().to(torch.uint8)
+    return array.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def gaussian_interpolation_weights(n):
+    """Weights of the authors' latent interpolation with their Gaussian variance correction.
+
+    The interpolant is ``(1 - w') * z_from + w' * z_to`` with ``w' = w / sqrt(w^2 + (1 - w)^2)`` for
+    ``w = linspace(0, 1, n)``. Authors' formula, kept as is: only the weight of ``z_to`` is corrected, so
+    the midpoint leans towards ``z_to`` (w'(0.5) = 0.707).
+
+    Returns:
+        (n,) float32 tensor in [0, 1], first 0 and last 1.
+    """
+    steps = torch.linspace(0, 1, n)
+    return steps / torch.sqrt(steps ** 2 + (1 - steps) ** 2)
+
+
+def interpolate_latents(z_from, z_to, n):
+    """Latent codes between two identities (authors' corrected linear interpolation).
+
+    Args:
+        z_from, z_to: (D,) or (B, D) latent codes.
+        n: number of steps, both ends included.
+    Returns:
+        (n, D) or (n, B, D) tensor on the device of ``z_from``.
+    """
+    weights = gaussian_interpolation_weights(n).to(z_from.device, z_from.dtype)
+    weights = weights.view(n, *([1] * z_from.dim()))
+    return (1 - weights) * z_from.unsqueeze(0) + weights * z_to.unsqueeze(0)
+
+
+def image_grid(images, nrow):
+    """Tile (B, 3, H, W) images into one (3, H', W') picture with a 2-pixel white border."""
+    from torchvision.utils import make_grid
+    return make_grid(images.detach().float().cpu(), nrow=nrow, padding=2, pad_value=1.0)
+
+
+def save_png(image, path):
+    """Write one (3, H, W) float image in [0, 1] as an 8-bit PNG."""
+    from PIL import Image
+    Image.fromarray(to_uint8(image.unsqueeze(0))[0]).save(path)
