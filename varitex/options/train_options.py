@@ -12,6 +12,13 @@ class TrainOptions(BaseOptions):
         parser.add_argument("--lambda_kl", default=0.1, type=_non_negative_float)
         parser.add_argument("--lambda_vgg", default=2.0, type=_non_negative_float,
                             help="VGG-19 perceptual loss; needs ImageNet weights (see --path_vgg)")
+        parser.add_argument("--path_vgg", default=None,
+                            help="torchvision VGG-19 IMAGENET1K_V1 state_dict (vgg19-dcbb9e9d.pth) for the "
+                                 "perceptual loss; default: torchvision's cache ($TORCH_HOME/hub/checkpoints). "
+                                 "Never downloaded")
+        parser.add_argument("--no_lpips", action="store_true",
+                            help="do not compute val/lpips (it needs torchvision's AlexNet ImageNet weights, "
+                                 "alexnet-owt-7be5be79.pth, in torchvision's cache)")
         parser.add_argument("--lambda_segmentation", default=1.0, type=_non_negative_float)
         parser.add_argument("--lambda_rgb_texture", default=0.0, type=_non_negative_float)
         parser.add_argument("--gan_mode", default="ls", choices=["ls", "original", "hinge", "w"])
