@@ -1,0 +1,64 @@
+"""Validation metrics as the authors log them: PSNR and SSIM on 0..255 images, LPIPS (AlexNet) on 0..1 images.
+
+Inputs are ImageNet-normalized (B, 3, H, W) tensors, as produced by the renderer and the dataset.
+"""
+import warnings
+
+import lpips
+import torch
+import torchvision
+from torch import nn
+from torchmetrics.functional.image import structural_similarity_index_measure
+
+from varitex.modules.pretrained import load_torchvision_features
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def denormalize(image, scale=1.0):
+    """(B, 3, H, W) ImageNet-normalized -> the image in [0, scale] (not clamped)."""
+    mean = image.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = image.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (image * std + mean) * scale
+
+
+def psnr(fake, real):
+    """PSNR in dB over the whole batch of 0..255 images (one MSE over all elements, as Lightning 1.x' psnr)."""
+    fake, real = denormalize(fake.float(), 255.0), denormalize(real.float(), 255.0)
+    return 10 * torch.log10(255.0 ** 2 / torch.mean((fake - real) ** 2))
+
+
+def ssim(fake, real):
+    """Mean SSIM (Gaussian window 11, sigma 1.5) of 0..255 images."""
+    fake, real = denormalize(fake.float(), 255.0), denormalize(real.float(), 255.0)
+    return structural_similarity_index_measure(fake, real, data_range=255.0)
+
+
+class LPIPSMetric(nn.Module):
+    """LPIPS distance (Zhang et al. 2018, ``lpips`` package, AlexNet trunk) averaged over the batch.
+
+    The linear calibration weights ship with the lpips package; the AlexNet trunk needs torchvision's ImageNet
+    weights, taken from torchvision's cache (never downloaded) or from a state_dict that carries them (the
+    authors' checkpoints have ``metric_lpips.metric.*``). ``pretrained_source`` is None while the trunk is
+    random; PipelineModule then refuses to validate unless told otherwise.
+    """
+
+    def __init__(self):
+        super().__init__()
+        with warnings.catch_warnings():
+            # lpips builds torchvision's AlexNet with the deprecated ``pretrained=False`` argument.
+            warnings.simplefilter("ignore", UserWarning)
+            self.metric = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False)
+        self.pretrained_source, self.missing_reason = load_torchvision_features(
+            self.metric.net.children(), torchvision.models.AlexNet_Weights.IMAGENET1K_V1)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        if any(key.startswith(prefix + "metric.net.") for key in state_dict):
+            self.pretrained_source = "state_dict"
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def forward(self, fake, real):
+        """fake, real: (B, 3, H, W) ImageNet-normalized -> 0-dim tensor (mean LPIPS over the batch)."""
+        fake, real = denormalize(fake.float()), denormalize(real.float())
+        return self.metric(fake, real, normalize=True).mean()

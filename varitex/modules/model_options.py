@@ -1,0 +1,86 @@
+"""The option namespace a PipelineModule is built from: defaults filled in, values checked, stored as a dict.
+
+``PipelineModule(opt)`` accepts namespaces that did not come from the parser (an EvalOptions namespace, a
+notebook's ``argparse.Namespace``, a checkpoint's stored dict), so the checks of the parser are repeated here,
+with messages naming the option.
+"""
+import argparse
+import math
+import numbers
+from collections.abc import Mapping
+
+from varitex.modules.decoder import TEXTURE_DIMS
+from varitex.modules.discriminator import parse_norm
+from varitex.modules.loss import GAN_LOSSES
+from varitex.options import varitex_default_options
+
+# Options that change parameter shapes: a checkpoint's stored values for these win over the caller's.
+ARCHITECTURE_OPTIONS = ("latent_dim", "texture_nc", "texture_dim", "nc_feature2image", "feature2image_num_layers",
+                        "nc_discriminator", "num_discriminator", "n_layers_discriminator", "norm_discriminator")
+POSITIVE_INT_OPTIONS = ("latent_dim", "texture_nc", "image_h", "image_w", "nc_feature2image",
+                        "feature2image_num_layers", "nc_discriminator", "num_discriminator", "n_layers_discriminator")
+LAMBDA_OPTIONS = ("lambda_gan", "lambda_discriminator_features", "lambda_l2", "lambda_kl", "lambda_vgg",
+                  "lambda_segmentation", "lambda_rgb_texture")
+LEARNING_RATE_OPTIONS = ("lr", "lr_discriminator")
+
+
+def as_dict(opt):
+    """A namespace or mapping -> a new dict."""
+    return dict(opt) if isinstance(opt, Mapping) else dict(vars(opt))
+
+
+def _is_real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def validate_options(opt):
+    """Raise ValueError naming the first option of ``opt`` (a namespace) with an invalid value."""
+    for name in POSITIVE_INT_OPTIONS:
+        value = getattr(opt, name)
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+            raise ValueError(f"--{name} must be a positive integer, got {value!r}")
+    if opt.latent_dim % 2:
+        raise ValueError(f"--latent_dim must be even (z is split into a face and an additive half), "
+                         f"got {opt.latent_dim}")
+    if opt.texture_dim not in TEXTURE_DIMS:
+        raise ValueError(f"--texture_dim must be one of {TEXTURE_DIMS}, got {opt.texture_dim!r}")
+    if opt.gan_mode not in GAN_LOSSES:
+        raise ValueError(f"--gan_mode must be one of {sorted(GAN_LOSSES)}, got {opt.gan_mode!r}")
+    try:
+        parse_norm(opt.norm_discriminator)
+    except (ValueError, AttributeError):
+        raise ValueError(f"--norm_discriminator must be [spectral]instance, [spectral]batch, [spectral]none or "
+                         f"spectral, got {opt.norm_discriminator!r}") from None
+    for name in LAMBDA_OPTIONS:
+        value = getattr(opt, name)
+        if not _is_real(value) or value < 0:
+            raise ValueError(f"--{name} must be a finite number >= 0, got {value!r}")
+    for name in LEARNING_RATE_OPTIONS:
+        value = getattr(opt, name)
+        if not _is_real(value) or value <= 0:
+            raise ValueError(f"--{name} must be a finite number > 0, got {value!r}")
+    if not _is_real(opt.uv_mask_value):
+        raise ValueError(f"--uv_mask_value must be a finite number, got {opt.uv_mask_value!r}")
+    if opt.lambda_rgb_texture > 0 and opt.texture_nc < 3:
+        raise ValueError(f"--lambda_rgb_texture > 0 compares the first 3 texture channels with RGB: "
+                         f"it needs --texture_nc >= 3, got {opt.texture_nc}")
+
+
+def complete_options(opt):
+    """``opt`` (namespace or mapping) over the training defaults, validated -> a new argparse.Namespace."""
+    values = varitex_default_options()
+    values.update(as_dict(opt))
+    options = argparse.Namespace(**values)
+    validate_options(options)
+    return options
+
+
+def options_to_dict(opt):
+    """A plain dict of str/int/float/bool/None/lists, safe for ``torch.load(weights_only=True)`` and JSON."""
+    def plain(value):
+        if value is None or isinstance(value, (bool, int, float, str)):
+            return value
+        if isinstance(value, (list, tuple)):
+            return [plain(item) for item in value]
+        return str(value)
+    return {name: plain(value) for name, value in as_dict(opt).items()}
