@@ -145,25 +145,35 @@ def _pixel_span(low, high, centers):
     return first, (last - first + 1).clamp(min=0)
 
 
-def _enumerate_pairs(face_ids, counts, widths):
+def _chunks(counts):
+    """Slices of consecutive faces whose candidate-pair counts sum to about MAX_PAIRS_PER_CHUNK (at least
+    one face each), to bound the memory of the pair arrays."""
+    if len(counts) == 0:
+        return []
+    cumulative = torch.cumsum(counts, 0)
+    n_chunks = int(cumulative[-1]) // MAX_PAIRS_PER_CHUNK + 1
+    thresholds = torch.arange(1, n_chunks, device=counts.device) * MAX_PAIRS_PER_CHUNK
+    edges = [0] + torch.searchsorted(cumulative, thresholds).tolist() + [len(counts)]
+    return [slice(start, stop) for start, stop in zip(edges[:-1], edges[1:]) if stop > start]
+
+
+def _enumerate_pairs(counts, widths):
     """Expand faces into their candidate pixels.
 
     Args:
-        face_ids: (n,) int64 flat face indices with at least one candidate pixel.
-        counts: (n,) int64 number of candidate pixels per face (width * height of its pixel box).
+        counts: (n,) int64 number of candidate pixels per face (width * height of its pixel box), > 0.
         widths: (n,) int64 width of each face's pixel box.
 
     Returns:
-        pair_face (P,) flat face index of each pair, and (P,) row and column offsets inside the box.
+        (P,) face position in 0..n-1, and (P,) row and column offsets inside the face's pixel box.
     """
     total = int(counts.sum())
-    local = torch.repeat_interleave(torch.arange(len(face_ids), device=counts.device), counts,
-                                    output_size=total)
+    local = torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts, output_size=total)
     starts = torch.cumsum(counts, 0) - counts
     offset = torch.arange(total, device=counts.device) - starts.index_select(0, local)
     width = widths.index_select(0, local)
     row = torch.div(offset, width, rounding_mode="floor")
-    return face_ids.index_select(0, local), local, row, offset - row * width
+    return local, row, offset - row * width
 
 
 def rasterize(vertices, faces, image_size, fov=30.0, znear=1.0, zfar=1000.0, perspective_correct=False):
@@ -192,50 +202,40 @@ def rasterize(vertices, faces, image_size, fov=30.0, znear=1.0, zfar=1000.0, per
     batch, n_faces, device = vertices.shape[0], faces.shape[0], vertices.device
 
     ndc = project_to_ndc(vertices.float(), fov)
-    face_verts = ndc[:, faces].reshape(batch * n_faces, 3, 3)
+    face_verts = ndc.index_select(1, faces.reshape(-1)).reshape(batch * n_faces, 3, 3)
     table, valid = _face_table(face_verts)
 
+    # Candidate pixels of each face: the centres inside its inclusive bounding box, as index spans into
+    # the ascending centre array (column c has x index S-1-c, row r has y index S-1-r).
     centers = pixel_centers(size, device)
-    xy_min = face_verts[:, :, :2].amin(dim=1)
-    xy_max = face_verts[:, :, :2].amax(dim=1)
-    first_x, count_x = _pixel_span(xy_min[:, 0].contiguous(), xy_max[:, 0].contiguous(), centers)
-    first_y, count_y = _pixel_span(xy_min[:, 1].contiguous(), xy_max[:, 1].contiguous(), centers)
+    first_x, count_x = _pixel_span(torch.minimum(torch.minimum(table.x0, table.x1), table.x2),
+                                   torch.maximum(torch.maximum(table.x0, table.x1), table.x2), centers)
+    first_y, count_y = _pixel_span(torch.minimum(torch.minimum(table.y0, table.y1), table.y2),
+                                   torch.maximum(torch.maximum(table.y0, table.y1), table.y2), centers)
     counts = count_x * count_y * valid
     face_ids = torch.nonzero(counts).squeeze(1)
     counts, count_x = counts[face_ids], count_x[face_ids]
-    # Highest centre index first: column c has x index S-1-c, row r has y index S-1-r.
-    col0 = size - 1 - (first_x[face_ids] + count_x - 1)
-    row0 = size - 1 - (first_y[face_ids] + count_y[face_ids] - 1)
-    pixel_base = torch.div(face_ids, n_faces, rounding_mode="floor") * (size * size) + row0 * size + col0
-    x_of_col = centers.flip(0)
-    y_of_row = centers.flip(0)
+    last_x = first_x[face_ids] + count_x - 1
+    last_y = first_y[face_ids] + count_y[face_ids] - 1
+    mesh = torch.div(face_ids, n_faces, rounding_mode="floor")
+    pixel_base = mesh * (size * size) + (size - 1 - last_y) * size + (size - 1 - last_x)
 
     # Per-pixel key: float32 depth bits (monotone for pz >= 0) in the high word, face index in the low
     # word, so one amin picks the nearest face and, on an exact depth tie, the lower face index.
     best = torch.full((batch * size * size,), _NO_HIT, dtype=torch.int64, device=device)
-    cumulative = torch.cumsum(counts, 0)
-    n_chunks = int(cumulative[-1]) // MAX_PAIRS_PER_CHUNK + 1 if len(cumulative) else 0
-    bounds = torch.searchsorted(cumulative, torch.arange(1, n_chunks, device=device) * MAX_PAIRS_PER_CHUNK)
-    edges = [0] + bounds.tolist() + [len(face_ids)]
-    for start, stop in zip(edges[:-1], edges[1:]):
-        if stop <= start:
-            continue
-        pair_face, local, row, col = _enumerate_pairs(face_ids[start:stop], counts[start:stop],
-                                                      count_x[start:stop])
-        base = pixel_base[start:stop].index_select(0, local)
-        row0_pair = torch.div(base % (size * size), size, rounding_mode="floor")
-        col0_pair = base % size
-        px = x_of_col.index_select(0, col0_pair + col)
-        py = y_of_row.index_select(0, row0_pair + row)
+    for chunk in _chunks(counts):
+        local, row, col = _enumerate_pairs(counts[chunk], count_x[chunk])
+        pair_face = face_ids[chunk].index_select(0, local)
+        px = centers.index_select(0, last_x[chunk].index_select(0, local) - col)
+        py = centers.index_select(0, last_y[chunk].index_select(0, local) - row)
         w0, w1, w2 = _screen_barycentrics(table, pair_face, px, py)
         inside = torch.nonzero((w0 > 0) & (w1 > 0) & (w2 > 0)).squeeze(1)
         pair_face = pair_face.index_select(0, inside)
         w0, w1, w2 = w0.index_select(0, inside), w1.index_select(0, inside), w2.index_select(0, inside)
         *_, pz = _corrected_and_depth(table, pair_face, w0, w1, w2, perspective_correct)
-        keep = torch.nonzero(pz >= 0).squeeze(1)
-        pixel = (base + row * size + col).index_select(0, inside).index_select(0, keep)
-        key = (pz.index_select(0, keep).view(torch.int32).long() << 32) | (
-            pair_face.index_select(0, keep) % n_faces)
+        in_front = pz >= 0
+        pixel = (pixel_base[chunk].index_select(0, local) + row * size + col).index_select(0, inside[in_front])
+        key = (pz[in_front].view(torch.int32).long() << 32) | (pair_face[in_front] % n_faces)
         best.scatter_reduce_(0, pixel, key, reduce="amin")
 
     return _fragments_from_keys(best, table, n_faces, batch, size, centers, perspective_correct)
