@@ -4,7 +4,8 @@ The mesh is a bumpy latitude-longitude sphere of radius ~90 (millimetre-like, as
 poles, with 94 full rings of 301 vertices and a partial ring of 294: exactly the BFM's vertex and face
 counts. It is posed like a face (t = (0, -2, -57), s = 0.1, a few head rotations) and rendered at 256 x 256.
 
-Prints one JSON line per (device, batch): {"device", "batch", "image_size", "ms_per_image", ...}.
+Prints one JSON line per (device, batch): {"device", "batch", "image_size", "ms_per_image" (wall-clock
+median), "ms_per_image_min", "cpu_ms_per_image" (process CPU time, all threads), ...}.
 
     python benchmarks/bm_render.py            # CPU, and CUDA when available
     python benchmarks/bm_render.py --smoke    # one quick repetition per setting
@@ -55,7 +56,9 @@ def posed_batch(vertices, batch, device):
 
 
 def time_render(posed, faces, uvs, image_size, repeats, perspective_correct):
-    """Median seconds of one render_uv call over ``repeats`` runs, after one warm-up run."""
+    """Seconds per render_uv call over ``repeats`` runs after a warm-up run: wall-clock median and minimum,
+    and the median process CPU time (all threads; robust when other jobs share the machine), plus the
+    fraction of foreground pixels."""
     def run():
         uv = render_uv(posed, faces, uvs, faces, image_size, perspective_correct=perspective_correct)
         if posed.is_cuda:
@@ -63,12 +66,14 @@ def time_render(posed, faces, uvs, image_size, repeats, perspective_correct):
         return uv
 
     uv = run()
-    times = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         run()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2], float((uv[..., 0] > -1).float().mean())
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    median = sorted(wall)[len(wall) // 2]
+    return median, min(wall), sorted(cpu)[len(cpu) // 2], float((uv[..., 0] > -1).float().mean())
 
 
 def main():
@@ -84,14 +89,16 @@ def main():
     for device in devices:
         for batch in args.batches:
             posed = posed_batch(vertices, batch, device)
-            repeats = 1 if args.smoke else (20 if device == "cuda" else 5)
-            seconds, coverage = time_render(posed, faces.to(device), uvs.to(device), args.image_size, repeats,
+            repeats = 1 if args.smoke else (20 if device == "cuda" else 7)
+            median, best, cpu, coverage = time_render(posed, faces.to(device), uvs.to(device), args.image_size, repeats,
                                             args.perspective_correct)
             print(json.dumps({
                 "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
                 "threads": torch.get_num_threads(), "batch": batch, "image_size": args.image_size,
                 "n_vertices": N_VERTICES, "n_faces": N_FACES, "perspective_correct": args.perspective_correct,
-                "ms_per_image": round(1000 * seconds / batch, 3), "coverage": round(coverage, 4)}), flush=True)
+                "ms_per_image": round(1000 * median / batch, 3), "ms_per_image_min": round(1000 * best / batch, 3),
+                "cpu_ms_per_image": round(1000 * cpu / batch, 3),
+                "repeats": repeats, "coverage": round(coverage, 4)}), flush=True)
 
 
 if __name__ == "__main__":

@@ -25,8 +25,9 @@ from varitex.geometry.camera import pixel_centers, project_to_ndc
 # PyTorch3D's kEpsilon: the zero-area threshold, the z_view validity threshold, the barycentric
 # denominator offset and the floor of the perspective-correction denominator.
 EPSILON = 1e-8
-# Upper bound on (face, pixel) pairs evaluated at once; about 40 bytes of temporaries per pair and step.
-MAX_PAIRS_PER_CHUNK = 1 << 21
+# Upper bound on (face, pixel) pairs evaluated at once. The pair arrays peak at about 200 bytes per pair,
+# so a chunk needs about 200 MB; a BFM-sized face at 256 x 256 gives about 140k pairs per image.
+MAX_PAIRS_PER_CHUNK = 1 << 20
 _NO_HIT = torch.iinfo(torch.int64).max
 
 
@@ -232,10 +233,11 @@ def rasterize(vertices, faces, image_size, fov=30.0, znear=1.0, zfar=1000.0, per
         inside = torch.nonzero((w0 > 0) & (w1 > 0) & (w2 > 0)).squeeze(1)
         pair_face = pair_face.index_select(0, inside)
         w0, w1, w2 = w0.index_select(0, inside), w1.index_select(0, inside), w2.index_select(0, inside)
+        # PyTorch3D also skips pz < 0, which cannot happen here: covered centres have positive
+        # barycentrics and valid faces have z_view >= 1e-8, so pz > 0 and its float bits sort like pz.
         *_, pz = _corrected_and_depth(table, pair_face, w0, w1, w2, perspective_correct)
-        in_front = pz >= 0
-        pixel = (pixel_base[chunk].index_select(0, local) + row * size + col).index_select(0, inside[in_front])
-        key = (pz[in_front].view(torch.int32).long() << 32) | (pair_face[in_front] % n_faces)
+        pixel = (pixel_base[chunk].index_select(0, local) + row * size + col).index_select(0, inside)
+        key = (pz.view(torch.int32).long() << 32) | (pair_face % n_faces)
         best.scatter_reduce_(0, pixel, key, reduce="amin")
 
     return _fragments_from_keys(best, table, n_faces, batch, size, centers, perspective_correct)
