@@ -82,7 +82,8 @@ class BFM2017:
     def generate_vertices(self, sp, ep):
         """Vertices of the model for batched coefficients: ``mean + shapeBasis @ sp + expressionBasis @ ep``.
 
-        The expression model's mean is not added (as the authors).
+        The expression model's mean is not added: an authors' quirk, kept so that the same coefficients
+        give the same vertices as in their renders (uv.npy).
 
         Args:
             sp: (B, K_shape) float shape coefficients (not normalized by the standard deviation).

@@ -24,7 +24,8 @@ class BFMUVFactory:
 
     Args:
         opt: option namespace with the fields above.
-        perspective_correct: False (default) reproduces the authors' 2021 renders (PyTorch3D 0.3).
+        perspective_correct: False (default) reproduces the authors' 2021 renders (PyTorch3D 0.3), which
+            the released uv.npy and the pretrained model were made with; True is PyTorch3D >= 0.4.
     """
 
     def __init__(self, opt, perspective_correct=False):
