@@ -76,9 +76,11 @@ class PipelineModule(pl.LightningModule):
     # ----- losses -----------------------------------------------------------------------------------------
 
     def _active_terms(self):
-        """Generator terms the options switch on; KL is always computed (and logged) as by the authors."""
+        """Generator terms the options switch on. As by the authors, KL is always computed (and logged), and
+        feature matching whenever there is a discriminator, whatever their weights."""
         active = {name for name, (option, _) in GENERATOR_TERMS.items() if getattr(self.opt, option) > 0}
         active.add("kl")
+        active.discard("gan_features")
         if self.opt.lambda_gan > 0:
             active.add("gan_features")
         return active
