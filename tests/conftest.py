@@ -1,4 +1,4 @@
-"""Shared test helpers: the read-only reference folder ``../shared`` beside the project."""
+"""Shared test helpers: the read-only reference folder ``../shared`` beside the project, a tiny demo world."""
 import os
 from pathlib import Path
 
@@ -17,3 +17,15 @@ def shared_path(*parts):
             pytest.fail(message + "; CI=true requires it")
         pytest.skip(message)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory):
+    """Root of a tiny synthetic demo world: 12 images (3 identities x 4 poses), 64x64 PNGs and arrays.
+
+    Layout as the authors' data (DP=root, FP=root); split train 8 images / val 4 (the last identity).
+    """
+    from varitex.data.synthetic import ensure_demo_world
+
+    return ensure_demo_world(tmp_path_factory.mktemp("tiny_world"), n_images=12, image_size=64, array_size=64,
+                             images_per_identity=4)
