@@ -76,10 +76,10 @@ def read_checkpoint(path, map_location="cpu", weights_only=True):
             names = []
         foreign = [name for name in names if not name.startswith(STAND_IN_MODULES)]
         if not names or foreign:
+            refused = foreign or f"objects it does not allow ({str(error).splitlines()[0]})"
             raise ValueError(
-                f"checkpoint {path} cannot be loaded safely (weights_only=True): it references "
-                f"{foreign or names or 'objects'} ({error}). If you trust the file, use "
-                f"read_checkpoint(path, weights_only=False)") from None
+                f"checkpoint {path} cannot be loaded safely (weights_only=True): it references {refused}. "
+                f"If you trust the file, use read_checkpoint(path, weights_only=False)") from None
     with torch.serialization.safe_globals([(_stand_in(name), name) for name in names]):
         return torch.load(path, map_location=map_location, weights_only=True)
 
