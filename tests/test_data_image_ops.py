@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from scipy import ndimage
 from torchvision import transforms
 
@@ -88,3 +89,9 @@ def test_normalize_image_equals_torchvision_to_tensor_and_normalize():
     assert torch.equal(result, reference)
     assert normalize_image(np.zeros((1, 1, 3), np.uint8)).flatten().tolist() == pytest.approx(
         [-0.485 / 0.229, -0.456 / 0.224, -0.406 / 0.225])
+
+
+@pytest.mark.parametrize("size", [(32, 24), (20, 20), (64, 48)])
+def test_pil_image_input_resizes_like_its_array(size):
+    image = np.random.default_rng(3).integers(0, 256, (64, 48, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(resize_bilinear(Image.fromarray(image), size), resize_bilinear(image, size))

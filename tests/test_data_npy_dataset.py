@@ -409,6 +409,18 @@ def test_corrupt_png_names_path_and_index(broken, content):
         dataset[2]
 
 
+def test_grayscale_and_rgba_pngs_are_read_as_rgb(broken):
+    path = broken / "images" / "00001.png"
+    rgb = np.array(Image.open(path))
+    dataset = NPYDataset(options(broken, "--keep_background"), split="all")
+    Image.fromarray(np.dstack([rgb, np.full(rgb.shape[:2], 7, np.uint8)])).save(path)  # alpha is dropped
+    expected = NORMALIZE(halve_uint8(halve_uint8(rgb)))
+    assert torch.equal(dataset[1][DIK.IMAGE_IN], expected)
+    Image.fromarray(rgb[..., 0]).save(path)
+    gray = np.repeat(rgb[..., :1], 3, -1)
+    assert torch.equal(dataset[1][DIK.IMAGE_IN], NORMALIZE(halve_uint8(halve_uint8(gray))))
+
+
 def test_uv_outside_range_names_file_row_and_image(broken):
     uv = quirks_arrays()[0]
     uv[4, 20, 20, 0] = 1.5

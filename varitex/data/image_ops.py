@@ -22,7 +22,8 @@ def resize_bilinear(array, size):
     numbers), a downscale by 4 averages the two middle pixels of each 4-pixel span.
 
     Args:
-        array: (H, W) or (H, W, C), uint8 or float.
+        array: (H, W) or (H, W, C), uint8 or float; or a PIL image (uint8), resized without first being
+            copied into a large numpy array.
         size: (height, width) of the result.
     Returns:
         A new array (height, width[, C]); uint8 input gives uint8 rounded half up as OpenCV does (exact for the
@@ -30,6 +31,10 @@ def resize_bilinear(array, size):
         float input gives float32.
     """
     height, width = size
+    if isinstance(array, Image.Image):
+        if array.size == (2 * width, 2 * height):
+            return np.array(array.reduce(2))
+        array = np.asarray(array)
     in_height, in_width = array.shape[:2]
     is_uint8 = array.dtype == np.uint8
     if (in_height, in_width) == (height, width):

@@ -252,7 +252,8 @@ class NPYDataset(torch.utils.data.Dataset):
                                     f"does not exist (--image_folder {self.image_folder})")
         try:
             with Image.open(path) as png:
-                image = np.asarray(png.convert("RGB"))
+                png.load()
+                image = png if png.mode == "RGB" else png.convert("RGB")  # convert() would copy RGB too
         except (OSError, SyntaxError, ValueError) as error:
             raise ValueError(f"cannot decode image {path} of dataset index {index} (row {row}): {error}") from error
         image = resize_bilinear(image, (self.array_size, self.array_size))
