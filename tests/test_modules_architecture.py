@@ -194,6 +194,7 @@ def test_spectral_norm_power_iterates_in_training_and_uses_stored_vectors_in_eva
     ("image_h", 64.5, "--image_h must be a positive integer"),
     ("norm_discriminator", "spectralgroup", "--norm_discriminator must be"),
     ("lr", 0.0, "--lr must be a finite number > 0"),
+    ("image_w", 8, "--image_h/--image_w must be >= 16 for --feature2image_num_layers 5"),
     ("uv_mask_value", "zero", "--uv_mask_value must be a finite number")])
 def test_invalid_options_fail_at_construction_naming_the_option(name, value, message):
     opt = TrainOptions().parse([])

@@ -42,6 +42,11 @@ def validate_options(opt):
     if opt.latent_dim % 2:
         raise ValueError(f"--latent_dim must be even (z is split into a face and an additive half), "
                          f"got {opt.latent_dim}")
+    smallest = 2 ** (opt.feature2image_num_layers - 1)
+    if min(opt.image_h, opt.image_w) < smallest:
+        raise ValueError(f"--image_h/--image_w must be >= {smallest} for --feature2image_num_layers "
+                         f"{opt.feature2image_num_layers} (the U-Net halves the image "
+                         f"{opt.feature2image_num_layers - 1} times), got {opt.image_h}x{opt.image_w}")
     if opt.texture_dim not in TEXTURE_DIMS:
         raise ValueError(f"--texture_dim must be one of {TEXTURE_DIMS}, got {opt.texture_dim!r}")
     if opt.gan_mode not in GAN_LOSSES:
