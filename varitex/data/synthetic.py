@@ -50,7 +50,8 @@ MAX_ANGLES = np.array([20.0, 30.0, 15.0])      # pitch, yaw, roll limits
 ANGLE_STD = np.array([8.0, 16.0, 5.0])
 # Standard deviation multiplier of the random expression components; the named ones are drawn apart.
 EXPRESSION_STD = 0.5
-BATCH_SIZE = 8
+# Scenes rendered at once: 8 at 256 x 256, fewer for larger images (bounds the memory of a batch).
+BATCH_PIXELS = 8 * 256 * 256
 
 
 def default_demo_root():
@@ -218,8 +219,9 @@ def _generate(root, parameters, progress):
     topology = Topology(bfm.faces, verts_uvs, faces_uvs, torch.from_numpy(exterior[1]), exterior[2],
                         torch.from_numpy(appearance.exterior_outward_signs(*exterior)).float())
 
-    for start in range(0, n_images, BATCH_SIZE):
-        index = np.arange(start, min(start + BATCH_SIZE, n_images))
+    batch_size = max(1, BATCH_PIXELS // max(image_size, array_size) ** 2)
+    for start in range(0, n_images, batch_size):
+        index = np.arange(start, min(start + batch_size, n_images))
         scenes = _scene_batch(world, index, bfm, assets)
         rendered = render_scenes(scenes, topology, array_size, with_image=image_size == array_size)
         uv_out[index] = rendered.uv.numpy()

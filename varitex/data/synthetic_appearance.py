@@ -3,8 +3,8 @@
 The face mesh carries a painted albedo and a label map in UV space (skin, nose, eyes, brows, lips and,
 for people with a fringe, hair over the forehead). Everything outside the face mesh (the "exterior"
 that VariTex's additive decoder has to learn) is a second mesh in the face model's frame: the skull with
-hair or skin, ears, a neck, shoulders in clothes, optional long hair, and the inside of the mouth seen through the
-lip slit.
+hair or skin, ears, a neck, shoulders in clothes, optional long hair, and the inside of the mouth seen
+through the lip slit.
 
 Label ids are CelebAMask-HQ's (``LABELS``); "left" is the person's left (+x, the image's right at yaw 0).
 """
@@ -47,7 +47,7 @@ class Identity:
     hair: np.ndarray
     brows: np.ndarray
     iris: np.ndarray
-    hairline: float         # height of the hairline over the forehead; above Y_TOP means no fringe
+    hairline: float         # height above which the forehead is covered by hair (low: a fringe)
     hair_volume: float      # thickness of the hair over the upper half of the skull
     long_hair: bool
     hair_length: float      # lowest point of long hair (only used when long_hair)
@@ -89,10 +89,6 @@ def sample_identity(rng):
         skin_noise_phase=rng.uniform(0, 2 * np.pi, 4))
 
 
-def _gauss(dx, dy, sx, sy):
-    return np.exp(-0.5 * ((dx / sx) ** 2 + (dy / sy) ** 2))
-
-
 def _mix(color, target, alpha):
     """Blend (..., 3) colours towards ``target`` by ``alpha`` (...,) in [0, 1]."""
     return color + np.clip(alpha, 0, 1)[..., None] * (np.asarray(target) - color)
@@ -116,8 +112,8 @@ def paint_face_texture(identity, size):
     """
     centers = (np.arange(size) + 0.5) / size
     phi, y = fm.uv_to_chart(centers[None, :], centers[:, None])
-    x = fm.chart_to_front(phi, y)[..., 0]
-    y = np.broadcast_to(y, x.shape)
+    front = fm.chart_to_front(phi, y)
+    x, y = front[..., 0], front[..., 1]
     ax, side = np.abs(x), np.where(x >= 0, 1.0, -1.0)
     labels = np.full(x.shape, LABELS["skin"], dtype=np.uint8)
 
@@ -126,10 +122,10 @@ def paint_face_texture(identity, size):
     variation = 1.0 + 0.03 * (np.sin(x / 9.0 + phase[0]) * np.sin(y / 11.0 + phase[1])
                               + np.sin((x + y) / 5.0 + phase[2]) * 0.5)
     color = identity.skin[None, None, :] * variation[..., None]
-    blush = identity.blush * 0.5 * _gauss(ax - 42.0, y + 8.0, 14.0, 12.0)
+    blush = identity.blush * 0.3 * fm.gauss(ax - 42.0, y + 8.0, 14.0, 12.0)
     color = _mix(color, identity.skin * np.array([1.05, 0.72, 0.70]), blush)
-    color = color * (1.0 - 0.1 * _gauss(ax - 32.0, y - 25.0, 16.0, 9.0))[..., None]
-    beard_area = (fm.smoothstep(-15.0, -30.0, y) * (1 - _gauss(x, y - fm.MOUTH_Y, 24.0, 5.0))
+    color = color * (1.0 - 0.1 * fm.gauss(ax - 32.0, y - 25.0, 16.0, 9.0))[..., None]
+    beard_area = (fm.smoothstep(-15.0, -30.0, y) * (1 - fm.gauss(x, y - fm.MOUTH_Y, 24.0, 5.0))
                   + fm.smoothstep(50.0, 65.0, ax) * fm.smoothstep(10.0, -5.0, y))
     color = _mix(color, identity.skin * 0.6 + np.array([0.02, 0.03, 0.05]),
                  identity.stubble * 0.5 * np.clip(beard_area, 0, 1))
@@ -137,9 +133,9 @@ def paint_face_texture(identity, size):
     # Nose: its region is where the nose rises from the face; nostrils underneath, a redder tip.
     nose = fm.nose_height(x, y)
     labels[nose > 2.0] = LABELS["nose"]
-    color = _mix(color, identity.skin * np.array([1.02, 0.85, 0.82]), 0.5 * _gauss(x, y - fm.NOSE_TIP_Y, 7, 6))
-    nostril = _gauss(ax - 7.0, y + 19.0, 3.0, 1.6)
-    color = color * (1.0 - 0.7 * nostril)[..., None]
+    color = _mix(color, identity.skin * np.array([1.02, 0.85, 0.82]), 0.5 * fm.gauss(x, y - fm.NOSE_TIP_Y, 7, 6))
+    nostril = fm.gauss(ax - 6.5, y + 19.5, 2.2, 1.2)
+    color = color * (1.0 - 0.55 * nostril)[..., None]
 
     # Lips: upper lip with a cupid's bow, lower lip, darker towards the mouth line.
     ex, ey = fm.EYE_CENTER
@@ -150,7 +146,7 @@ def paint_face_texture(identity, size):
     upper = _soft(np.maximum(dy_mouth - upper_height, -dy_mouth)) * (ax < 26)
     lower = _soft(np.maximum(-dy_mouth - lower_height, dy_mouth)) * (ax < 25)
     lip_color = identity.lips * (1.0 - 0.35 * np.exp(-np.abs(dy_mouth) / 1.5))[..., None]
-    lip_color = lip_color * (1.0 + 0.12 * _gauss(x, dy_mouth + 5.0, 8.0, 2.0))[..., None]
+    lip_color = lip_color * (1.0 + 0.12 * fm.gauss(x, dy_mouth + 5.0, 8.0, 2.0))[..., None]
     color = color + (upper + lower)[..., None] * (lip_color - color)
     labels[upper > 0.5] = LABELS["upper_lip"]
     labels[lower > 0.5] = LABELS["lower_lip"]
@@ -164,9 +160,9 @@ def paint_face_texture(identity, size):
     upper_lid, lower_lid = 5.0 * across + 0.6 * side * dx / 14.0, -3.5 * across
     inside = (np.abs(dx) < 14.0) & (dy < upper_lid) & (dy > lower_lid)
     iris_radius = np.hypot(dx - identity.gaze, dy - 0.4)
-    eye = np.where((iris_radius < 5.2)[..., None],
-                   identity.iris * (0.75 + 0.35 * iris_radius / 5.2)[..., None] * (1 - 0.45 * (iris_radius > 4.6))[..., None],
-                   np.array([0.92, 0.89, 0.86]) * (1 - 0.25 * (np.abs(dx) / 14.0) ** 2)[..., None])
+    iris = identity.iris * ((0.75 + 0.35 * iris_radius / 5.2) * (1 - 0.45 * (iris_radius > 4.6)))[..., None]
+    sclera = np.array([0.92, 0.89, 0.86]) * (1 - 0.25 * (np.abs(dx) / 14.0) ** 2)[..., None]
+    eye = np.where((iris_radius < 5.2)[..., None], iris, sclera)
     eye = np.where((iris_radius < 2.2)[..., None], np.array([0.04, 0.03, 0.03]), eye)
     eye = eye * (1 - 0.5 * np.clip((dy - upper_lid + 1.5) / 1.5, 0, 1))[..., None]
     color = np.where(inside[..., None], eye, color)
@@ -247,16 +243,17 @@ def build_exterior(identity):
                       -15.0 + 95.0 * np.cos(theta) * np.cos(psi)], -1)
     pieces.append((torso.reshape(-1, 3), _grid_faces(*theta.shape, wrap=True), TORSO))
 
-    # Long hair hugs the skull above its centre and falls straight down below it; short hair hides the
-    # same sheet inside the skull so that every identity has the same topology.
-    top, bottom = 85.0, identity.hair_length if identity.long_hair else -40.0
+    # Long hair hugs the skull above its centre and falls straight down below it. Short hair collapses
+    # the same sheet to a point (zero-area faces render nothing and cost nothing), so that every
+    # identity has the same topology.
+    top, bottom = 85.0, identity.hair_length
     height, psi = np.meshgrid(np.linspace(top, bottom, 16), np.deg2rad(np.linspace(55.0, 305.0, 36)),
                               indexing="ij")
     factor = _skull_radius_factor(height)
     sheet = np.stack([(factor * (_SKULL_RADII[0] + volume) + 2.0) * np.sin(psi), height,
                       _SKULL_CENTER[2] + (factor * (_SKULL_RADII[2] + volume) + 2.0) * np.cos(psi)], -1)
     if not identity.long_hair:
-        sheet[..., [0, 2]] *= 0.5
+        sheet[:] = _SKULL_CENTER
     pieces.append((sheet.reshape(-1, 3), _grid_faces(*height.shape, wrap=False), HAIR_SHEET))
 
     theta, psi = np.meshgrid(np.linspace(-np.pi / 2, np.pi / 2, 8), np.linspace(0, 2 * np.pi, 12, endpoint=False),
@@ -309,7 +306,9 @@ def exterior_appearance(identity, parts, points):
     """
     x, y, z = points[:, 0], points[:, 1], points[:, 2]
     around = np.abs(np.arctan2(x, z - _SKULL_CENTER[2]))         # 0 at the face, pi at the back
-    hair_strands = 0.72 + 0.28 * (0.5 + 0.5 * np.sin(np.arctan2(x, z) * 45.0 + 2.0 * np.sin(y / 12.0)))
+    angle = np.arctan2(x, z)
+    hair_strands = (0.8 + 0.1 * np.sin(angle * 45.0 + 2.0 * np.sin(y / 12.0))
+                    + 0.1 * np.sin(angle * 113.0 + y / 9.0 + identity.skin_noise_phase[3]))
     hair = identity.hair[None, :] * hair_strands[:, None]
     color = np.broadcast_to(identity.skin, points.shape).copy()
     labels = np.full(len(points), LABELS["skin"], dtype=np.uint8)

@@ -59,7 +59,7 @@ EXPRESSION_NAMES = ("jaw_open", "brow_raise", "smile", "jaw_sideways", "cheek_pu
                     "brow_frown", "eye_close")
 # Displacement (mm, largest vertex) of each named expression at one standard deviation (at most: the
 # variances are capped to be non-increasing).
-_EXPRESSION_AMPLITUDE = (7.0, 4.5, 5.0, 3.0, 3.0, 4.0, 3.5, 3.5, 3.0)
+_EXPRESSION_AMPLITUDE = (7.0, 4.5, 7.0, 3.0, 3.0, 4.0, 3.5, 3.5, 3.0)
 _SHAPE_NAMES = ("face_width", "face_length", "nose_size", "nose_width", "jaw_width", "chin",
                 "eye_depth", "cheek_fullness", "lip_fullness", "forehead_slope", "eye_spacing")
 _SHAPE_AMPLITUDE = (6.0, 6.0, 5.0, 3.0, 5.0, 4.0, 3.0, 3.5, 2.0, 4.0, 2.5)
@@ -100,7 +100,8 @@ class SyntheticFaceModel:
         return flat.reshape(-1, 3)
 
 
-def _gauss(dx, dy, sx, sy):
+def gauss(dx, dy, sx, sy):
+    """Axis-aligned Gaussian bump exp(-(dx/sx)^2/2 - (dy/sy)^2/2), 1 at its centre."""
     return np.exp(-0.5 * ((dx / sx) ** 2 + (dy / sy) ** 2))
 
 
@@ -118,7 +119,8 @@ def base_surface(phi, y):
 
 def chart_to_front(phi, y):
     """Front coordinates (x, y) of chart points: (..., 2) mm."""
-    return np.stack([_HALF_WIDTH(y) * np.sin(phi), np.asarray(y, dtype=np.float64) + 0 * phi], axis=-1)
+    phi, y = np.broadcast_arrays(np.asarray(phi, dtype=np.float64), np.asarray(y, dtype=np.float64))
+    return np.stack([_HALF_WIDTH(y) * np.sin(phi), y], axis=-1)
 
 
 def uv_to_chart(u, v):
@@ -138,7 +140,7 @@ def nose_height(x, y):
     inside = (y > -24) & (y < 35)
     ridge = np.where(inside, np.clip(_NOSE_HEIGHT(y), 0, None), 0.0) * np.exp(
         -0.5 * (x / _NOSE_SIGMA(np.clip(y, -24, 35))) ** 2)
-    wings = 7.0 * _gauss(np.abs(x) - 13.0, y + 15.0, 5.5, 5.0)
+    wings = 7.0 * gauss(np.abs(x) - 13.0, y + 15.0, 5.5, 5.0)
     return ridge + wings
 
 
@@ -147,19 +149,19 @@ def feature_height(x, y):
     ax = np.abs(x)
     ex, ey = EYE_CENTER
     height = nose_height(x, y)
-    height += -9.0 * _gauss(ax - ex, y - ey - 1.0, 15.0, 9.0)                       # eye sockets
-    height += 4.5 * _gauss(ax - ex, y - ey, 9.0, 5.5)                               # eyeballs
+    height += -9.0 * gauss(ax - ex, y - ey - 1.0, 15.0, 9.0)                          # eye sockets
+    height += 4.5 * gauss(ax - ex, y - ey, 9.0, 5.5)                                  # eyeballs
     height += 4.0 * np.exp(-0.5 * ((y - BROW_Y) / 6.0) ** 2) * np.exp(
-        -0.5 * (np.clip(ax - 40.0, 0, None) / 12.0) ** 2)                          # brow ridge
-    height += 5.0 * _gauss(ax - 45.0, y - 2.0, 13.0, 12.0)                          # cheekbones
-    height += -3.0 * _gauss(ax - 62.0, y - 40.0, 10.0, 15.0)                        # temples
-    height += 3.5 * _gauss(x, y - LIP_UPPER_Y, 17.0, 4.0)                           # upper lip
-    height += 4.0 * _gauss(x, y - LIP_LOWER_Y, 16.0, 4.5)                           # lower lip
-    height += -1.0 * _gauss(x, y - MOUTH_Y, 20.0, 1.2)                              # lips curl inwards
-    height += -2.5 * _gauss(ax - 27.0, y - MOUTH_Y, 4.0, 4.0)                       # mouth corners
-    height += -0.8 * _gauss(x, y + 28.0, 2.5, 4.0)                                  # philtrum
-    height += -2.5 * _gauss(x, y + 55.0, 18.0, 4.0)                                 # below the lower lip
-    height += 5.0 * _gauss(x, y - CHIN_Y, 15.0, 9.0)                                # chin
+        -0.5 * (np.clip(ax - 40.0, 0, None) / 12.0) ** 2)                              # brow ridge
+    height += 5.0 * gauss(ax - 45.0, y - 2.0, 13.0, 12.0)                             # cheekbones
+    height += -3.0 * gauss(ax - 62.0, y - 40.0, 10.0, 15.0)                           # temples
+    height += 3.5 * gauss(x, y - LIP_UPPER_Y, 17.0, 4.0)                              # upper lip
+    height += 4.0 * gauss(x, y - LIP_LOWER_Y, 16.0, 4.5)                              # lower lip
+    height += -1.0 * gauss(x, y - MOUTH_Y, 20.0, 1.2)                                 # lips curl inwards
+    height += -2.5 * gauss(ax - 27.0, y - MOUTH_Y, 4.0, 4.0)                          # mouth corners
+    height += -0.8 * gauss(x, y + 28.0, 2.5, 4.0)                                     # philtrum
+    height += -2.5 * gauss(x, y + 55.0, 18.0, 4.0)                                    # below the lower lip
+    height += 5.0 * gauss(x, y - CHIN_Y, 15.0, 9.0)                                   # chin
     return height
 
 
@@ -252,18 +254,18 @@ def _semantic_shape_fields(points, front, normals):
         return np.stack([values, zero, zero], axis=-1)
 
     fields = [
-        along_x(points[:, 0] / 80.0),                                               # face_width
-        np.stack([zero, (points[:, 1] - 10.0) / 100.0, zero], axis=-1),             # face_length
-        normals * nose_height(x, y)[:, None] / 24.0,                                # nose_size
-        along_x(x / 14.0 * _gauss(x, y + 8.0, 14.0, 16.0)),                         # nose_width
-        along_x(x / 70.0 * smoothstep(-10.0, -70.0, y)),                           # jaw_width
-        np.array([0.0, -0.5, 1.0]) * _gauss(x, y - CHIN_Y, 18.0, 12.0)[:, None],     # chin
-        -normals * _gauss(ax - ex, y - ey, 14.0, 9.0)[:, None],                     # eye_depth
-        normals * _gauss(ax - 45.0, y + 15.0, 18.0, 18.0)[:, None],                 # cheek_fullness
-        normals * (_gauss(x, y - LIP_UPPER_Y, 17.0, 4.0)
-                   + _gauss(x, y - LIP_LOWER_Y, 16.0, 4.5))[:, None],               # lip_fullness
-        np.stack([zero, zero, -np.clip(y - 40.0, 0.0, None) / 60.0], axis=-1),       # forehead_slope
-        along_x(side * _gauss(ax - ex, y - ey, 12.0, 10.0)),                        # eye_spacing
+        along_x(points[:, 0] / 80.0),                                                 # face_width
+        np.stack([zero, (points[:, 1] - 10.0) / 100.0, zero], axis=-1),               # face_length
+        normals * nose_height(x, y)[:, None] / 24.0,                                  # nose_size
+        along_x(x / 14.0 * gauss(x, y + 8.0, 14.0, 16.0)),                            # nose_width
+        along_x(x / 70.0 * smoothstep(-10.0, -70.0, y)),                              # jaw_width
+        np.array([0.0, -0.5, 1.0]) * gauss(x, y - CHIN_Y, 18.0, 12.0)[:, None],       # chin
+        -normals * gauss(ax - ex, y - ey, 14.0, 9.0)[:, None],                        # eye_depth
+        normals * gauss(ax - 45.0, y + 15.0, 18.0, 18.0)[:, None],                    # cheek_fullness
+        normals * (gauss(x, y - LIP_UPPER_Y, 17.0, 4.0)
+                   + gauss(x, y - LIP_LOWER_Y, 16.0, 4.5))[:, None],                  # lip_fullness
+        np.stack([zero, zero, -np.clip(y - 40.0, 0.0, None) / 60.0], axis=-1),        # forehead_slope
+        along_x(side * gauss(ax - ex, y - ey, 12.0, 10.0)),                           # eye_spacing
     ]
     return np.stack(fields, axis=-1)
 
@@ -296,17 +298,17 @@ def _semantic_expression_fields(points, front, normals):
     upper_lip_lift = (in_mouth * (y > MOUTH_Y) * np.exp(-0.5 * ((y - MOUTH_Y) / 6.0) ** 2))[:, None]
 
     def corner(side):
-        return np.array([0.5 * side, 1.0, -0.6]) * _gauss(x - side * 27.0, y - MOUTH_Y, 10.0, 9.0)[:, None]
+        return np.array([0.5 * side, 1.0, -0.6]) * gauss(x - side * 27.0, y - MOUTH_Y, 10.0, 9.0)[:, None]
 
-    cheeks_up = sum(np.array([0.0, 0.5, 0.3]) * _gauss(x - side * 40.0, y + 15.0, 14.0, 14.0)[:, None]
+    cheeks_up = sum(np.array([0.0, 0.5, 0.3]) * gauss(x - side * 40.0, y + 15.0, 14.0, 14.0)[:, None]
                     for side in (-1, 1))
     below_brow = np.exp(-0.5 * ((y - BROW_Y) / 8.0) ** 2)
     brow_band = np.where(y < BROW_Y, below_brow, 0.5 + 0.5 * below_brow) * (1 - smoothstep(50, 70, ax))
-    frown = sum(np.array([-0.5 * side, -1.0, 0.3]) * _gauss(x - side * 17.0, y - BROW_Y + 1.0, 9.0, 7.0)[:, None]
+    frown = sum(np.array([-0.5 * side, -1.0, 0.3]) * gauss(x - side * 17.0, y - BROW_Y + 1.0, 9.0, 7.0)[:, None]
                 for side in (-1, 1))
     # Closing the eyes compresses the painted eye towards the lower lid.
-    lid = sum(_gauss(x - side * ex, y - ey, 14.0, 7.0) for side in (-1, 1)) * -(y - (ey - 5.5)) * 0.35
-    puff = sum(_gauss(x - side * 42.0, y + 28.0, 15.0, 14.0) for side in (-1, 1))
+    lid = sum(gauss(x - side * ex, y - ey, 14.0, 7.0) for side in (-1, 1)) * -(y - (ey - 5.5)) * 0.35
+    puff = sum(gauss(x - side * 42.0, y + 28.0, 15.0, 14.0) for side in (-1, 1))
 
     fields = {
         "jaw_open": jaw * jaw_rotation + 0.2 * upper_lip_lift * np.array([0.0, 1.0, 0.0]),
@@ -314,7 +316,7 @@ def _semantic_expression_fields(points, front, normals):
         "smile": corner(-1) + corner(1) + cheeks_up,
         "jaw_sideways": jaw * np.array([1.0, 0.0, 0.0]),
         "cheek_puff": normals * puff[:, None],
-        "pucker": np.stack([-x / 25.0 * 0.8, zero, 1.0 + zero], axis=-1) * _gauss(x, y - MOUTH_Y, 22.0, 9.0)[:, None],
+        "pucker": np.stack([-x / 25.0 * 0.8, zero, 1.0 + zero], axis=-1) * gauss(x, y - MOUTH_Y, 22.0, 9.0)[:, None],
         "smirk": corner(1),
         "brow_frown": frown,
         "eye_close": np.stack([zero, lid, zero], axis=-1),
@@ -339,7 +341,7 @@ def _random_local_fields(front, rng, count):
                 center = (side * rng.normal(40.0, 10.0), rng.normal(-30.0, 15.0))
             sigma = rng.uniform(8.0, 18.0)
             vector = rng.normal(size=3) * np.array([1.0, 1.0, 0.5])
-            fields[:, :, k] += _gauss(x - center[0], y - center[1], sigma, sigma)[:, None] * vector
+            fields[:, :, k] += gauss(x - center[0], y - center[1], sigma, sigma)[:, None] * vector
     return fields
 
 
