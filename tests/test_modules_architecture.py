@@ -72,7 +72,7 @@ def test_vgg_weights_are_frozen_and_not_optimized(default_pipeline):
 
 
 def test_non_default_options_change_every_dependent_shape_and_train():
-    opt = TrainOptions().parse(["--texture_dim", "128", "--image_h", "128", "--image_w", "128", "--latent_dim", "64",
+    opt = TrainOptions().parse(["--texture_dim", "128", "--image_h", "64", "--image_w", "64", "--latent_dim", "64",
                                 "--texture_nc", "8", "--nc_feature2image", "8", "--feature2image_num_layers", "3",
                                 "--num_discriminator", "3", "--n_layers_discriminator", "3",
                                 "--nc_discriminator", "16", "--lambda_vgg", "0", "--lambda_rgb_texture", "1"])
@@ -96,18 +96,20 @@ def test_non_default_options_change_every_dependent_shape_and_train():
     assert not any(".model4." in key for key in shapes)
 
     torch.manual_seed(0)
-    batch = {DIK.IMAGE_IN_ENCODE: torch.randn(2, 3, 128, 128), DIK.IMAGE_IN: torch.randn(2, 3, 128, 128),
-             DIK.UV_RENDERED: torch.rand(2, 128, 128, 2) * 2 - 1,
-             DIK.SEGMENTATION_MASK: (torch.rand(2, 1, 128, 128) > 0.5).float()}
+    batch = {DIK.IMAGE_IN_ENCODE: torch.randn(2, 3, 64, 64), DIK.IMAGE_IN: torch.randn(2, 3, 64, 64),
+             DIK.UV_RENDERED: torch.rand(2, 64, 64, 2) * 2 - 1,
+             DIK.SEGMENTATION_MASK: (torch.rand(2, 1, 64, 64) > 0.5).float()}
     out = pipeline(batch)
     assert out[DIK.STYLE_LATENT].shape == (2, 64)
     assert out[DIK.LATENT_INTERIOR].shape == out[DIK.LATENT_EXTERIOR].shape == (2, 32)
     assert out[DIK.TEXTURE_PERSON].shape == (2, 8, 128, 128)
-    assert out[DIK.FULL_FEATUREIMAGE].shape == (2, 16, 128, 128)
-    assert out[DIK.IMAGE_OUT].shape == (2, 3, 128, 128)
-    assert out[DIK.SEGMENTATION_PREDICTED].shape == (2, 1, 128, 128)
+    # The additive decoder outputs texture_dim x texture_dim; it is resized to images of another size.
+    assert out[DIK.ADDITIVE_FEATUREIMAGE].shape == (2, 8, 64, 64)
+    assert out[DIK.FULL_FEATUREIMAGE].shape == (2, 16, 64, 64)
+    assert out[DIK.IMAGE_OUT].shape == (2, 3, 64, 64)
+    assert out[DIK.SEGMENTATION_PREDICTED].shape == (2, 1, 64, 64)
     predictions = pipeline.discriminator(out[DIK.IMAGE_OUT])
-    assert [p[-1].shape[-1] for p in predictions] == [35, 19, 11]
+    assert [p[-1].shape[-1] for p in predictions] == [19, 11, 7]
     assert [len(p) for p in predictions] == [4, 4, 4]
     terms = pipeline.generator_loss_terms(out)
     assert all(torch.isfinite(value) for value in terms.values())
@@ -116,16 +118,6 @@ def test_non_default_options_change_every_dependent_shape_and_train():
     for name, parameter in pipeline.generator.named_parameters():
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
     assert all(p.grad is not None for p in pipeline.discriminator.parameters())
-
-
-def test_additive_features_are_resized_to_images_smaller_than_the_texture():
-    generator = Generator(TrainOptions().parse(SMALL + ["--latent_dim", "16"])).eval()
-    batch = {DIK.IMAGE_IN_ENCODE: torch.randn(1, 3, 64, 64), DIK.UV_RENDERED: torch.rand(1, 64, 64, 2) * 2 - 1}
-    with torch.no_grad():
-        out = generator(batch, std_multiplier=0)
-    assert out[DIK.TEXTURE_PERSON].shape == (1, 16, 128, 128)
-    assert out[DIK.ADDITIVE_FEATUREIMAGE].shape == (1, 16, 64, 64)
-    assert out[DIK.IMAGE_OUT].shape == (1, 3, 64, 64)
 
 
 @pytest.fixture(scope="module")

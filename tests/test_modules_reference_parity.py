@@ -3,13 +3,16 @@ deterministic weights, the stored inputs, z = mu; every stored output and loss w
 
 The 256x256 batch-2 forward is computed once per module (``reference_run``).
 """
+import json
+
 import numpy as np
 import pytest
 import torch
 
 from conftest import shared_path
-from test_modules_deterministic_weights import load_deterministic_weights
+from test_modules_deterministic_weights import deterministic_state_dict, load_deterministic_weights
 from varitex.data.keys_enum import DataItemKey as DIK
+from varitex.modules.loss import VGG19Loss
 from varitex.modules.pipeline import PipelineModule
 from varitex.options import TrainOptions
 
@@ -47,8 +50,30 @@ def reference_run():
         discriminator = pipeline.discriminator(torch.cat([out[DIK.IMAGE_OUT], out[DIK.IMAGE_IN]], 0))
         generator_terms = pipeline.generator_loss_terms(out)
         discriminator_terms = pipeline.discriminator_loss_terms(out[DIK.IMAGE_OUT], out[DIK.IMAGE_IN])
-    return dict(npz=npz, out=out, sampled=sampled, hooks=hooks, discriminator=discriminator,
+    return dict(npz=npz, pipeline=pipeline, out=out, sampled=sampled, hooks=hooks, discriminator=discriminator,
                 generator_terms=generator_terms, discriminator_terms=discriminator_terms)
+
+
+def _assert_checksums(entry, value):
+    value = value.double()
+    assert value.sum().item() == pytest.approx(entry["det_sum"], rel=1e-6, abs=1e-6), entry["key"]
+    assert value.abs().sum().item() == pytest.approx(entry["det_abs_sum"], rel=1e-6, abs=1e-6), entry["key"]
+    first = value.flatten()[:len(entry["det_first"])].tolist()
+    assert first == pytest.approx(entry["det_first"], rel=1e-6, abs=1e-7), entry["key"]
+
+
+def test_the_weights_used_have_the_spec_checksums(reference_run):
+    entries = json.loads(shared_path("reference", "state_dict_spec.json").read_text())["entries"]
+    state = reference_run["pipeline"].state_dict()
+    network_entries = [entry for entry in entries if entry["key"].startswith(("generator.", "discriminator."))]
+    assert len(network_entries) == len(state) == 652
+    for entry in network_entries:
+        _assert_checksums(entry, state[entry["key"]])
+    vgg = deterministic_state_dict(VGG19Loss(), prefix="loss_vgg.")
+    vgg_entries = [entry for entry in entries if entry["key"].startswith("loss_vgg.")]
+    assert len(vgg_entries) == len(vgg) == 26
+    for entry in vgg_entries:
+        _assert_checksums(entry, vgg[entry["key"][len("loss_vgg."):]])
 
 
 @pytest.mark.parametrize("name", ["IMAGE_ENCODED", "STYLE_LATENT_MU", "STYLE_LATENT_STD", "IMAGE_OUT",
