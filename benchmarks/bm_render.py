@@ -9,6 +9,7 @@ median), "ms_per_image_min", "cpu_ms_per_image" (process CPU time, all threads),
 
     python benchmarks/bm_render.py            # CPU, and CUDA when available
     python benchmarks/bm_render.py --smoke    # one quick repetition per setting
+    python benchmarks/bm_render.py --threads 1  # steadier when other jobs share the CPU
 """
 import argparse
 import json
@@ -82,7 +83,11 @@ def main():
     parser.add_argument("--image_size", type=int, default=256)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--perspective_correct", action="store_true")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's default, one per core)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     vertices, faces, uvs = bfm_sized_mesh()
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
