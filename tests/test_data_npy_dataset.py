@@ -311,9 +311,10 @@ def test_dataloader_with_two_workers_matches_direct_items(quirks):
         assert torch.equal(batches[1][key][1], dataset[5][key])
 
 
-def test_pickled_dataset_carries_no_arrays(quirks):
+def test_arrays_are_memory_mapped_and_pickles_carry_none(quirks):
     dataset = NPYDataset(options(quirks), split="all")
     dataset[0]  # opens the memory maps
+    assert all(isinstance(array, np.memmap) for array in dataset._arrays.values())
     payload = pickle.dumps(dataset)
     assert len(payload) < 8000 < (quirks / "pre" / "uv.npy").stat().st_size
     assert torch.equal(pickle.loads(payload)[0][DIK.IMAGE_IN], dataset[0][DIK.IMAGE_IN])
