@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from scipy.ndimage import binary_fill_holes
 
 from varitex.data import synthetic
 from varitex.data.keys_enum import DIK
@@ -100,6 +101,9 @@ def test_segmentation_uses_celebamask_ids_and_agrees_with_the_uv_coverage(tiny_w
     assert face_labels[on_face].all()
     assert (a["segmentation"][~on_face] != LABELS["nose"]).all()
     assert (a["segmentation"] == 0).mean() > 0.2
+    # The inside of the mouth is only ever seen through the lips, never beside the face.
+    for labels, face in zip(a["segmentation"], on_face):
+        assert not ((labels == LABELS["mouth"]) & ~binary_fill_holes(face)).any()
 
 
 def test_world_loads_through_npy_dataset(tiny_world):
@@ -120,17 +124,17 @@ def test_world_loads_through_npy_dataset(tiny_world):
     assert item[DIK.SEGMENTATION_MASK].mean() > item[DIK.MASK_UV].mean() + 0.05
 
 
-def test_generation_is_deterministic_in_the_seed(tmp_path):
-    kwargs = dict(n_images=3, image_size=48, array_size=32, images_per_identity=2)
-    first = synthetic.generate_demo_world(tmp_path / "a", seed=5, **kwargs)
-    second = synthetic.generate_demo_world(tmp_path / "b", seed=5, **kwargs)
-    other = synthetic.generate_demo_world(tmp_path / "c", seed=6, **kwargs)
-    a, b, c = _arrays(first), _arrays(second), _arrays(other)
-    for name in synthetic.ARRAY_NAMES + ("train", "val"):
-        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+def test_generation_is_deterministic_in_the_seed_and_larger_worlds_extend_smaller_ones(tmp_path):
+    kwargs = dict(image_size=48, array_size=32, images_per_identity=2)
+    first = synthetic.generate_demo_world(tmp_path / "a", n_images=3, seed=5, **kwargs)
+    larger = synthetic.generate_demo_world(tmp_path / "b", n_images=4, seed=5, **kwargs)
+    other = synthetic.generate_demo_world(tmp_path / "c", n_images=3, seed=6, **kwargs)
+    a, b, c = _arrays(first), _arrays(larger), _arrays(other)
+    for name in synthetic.ARRAY_NAMES:
+        np.testing.assert_array_equal(a[name], b[name][:3], err_msg=name)
     for stem in a["filename"]:
         assert (first / synthetic.IMAGE_DIR / f"{stem}.png").read_bytes() == \
-            (second / synthetic.IMAGE_DIR / f"{stem}.png").read_bytes()
+            (larger / synthetic.IMAGE_DIR / f"{stem}.png").read_bytes()
     with Image.open(first / synthetic.IMAGE_DIR / "00000.png") as image:
         assert image.size == (48, 48)
     assert a["uv"].shape[1:3] == (32, 32)
@@ -168,7 +172,7 @@ def test_refuses_to_overwrite_a_folder_that_is_not_a_demo_world(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, name", [({"n_images": 1}, "n_images"), ({"array_size": 8}, "array_size"),
-                                          ({"val_fraction": 1.0}, "val_fraction")])
+                                          ({"seed": -1}, "seed"), ({"val_fraction": 1.0}, "val_fraction")])
 def test_invalid_arguments_name_the_argument(tmp_path, kwargs, name):
     with pytest.raises(ValueError, match=name):
         synthetic.generate_demo_world(tmp_path, **kwargs)

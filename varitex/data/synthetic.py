@@ -18,7 +18,6 @@ Command line: ``varitex-make-demo --root DIR [--n_images N ...]`` or ``python -m
 """
 import argparse
 import json
-import math
 import os
 import shutil
 import sys
@@ -36,7 +35,7 @@ from varitex.geometry import (DEFAULT_S, DEFAULT_T, BFM2017, euler_to_rotation, 
                               save_bfm2017, save_uv_parameterization)
 
 MANIFEST = "demo_world.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 BFM_FILE = Path("basel_facemodel", "model2017-1_face12_nomouth.h5")
 UV_FILE = Path("basel_facemodel", "face12.json")
 ARRAY_DIR = Path("FFHQ", "preprocessed_dataset")
@@ -61,7 +60,7 @@ def default_demo_root():
 
 
 def _parameters(n_images, image_size, array_size, seed, images_per_identity, val_fraction):
-    for name, value, low in (("n_images", n_images, 2), ("image_size", image_size, 16),
+    for name, value, low in (("n_images", n_images, 2), ("image_size", image_size, 16), ("seed", seed, 0),
                              ("array_size", array_size, 16), ("images_per_identity", images_per_identity, 1)):
         if int(value) != value or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
@@ -82,47 +81,58 @@ def _splits(identity_of_image, val_fraction):
     return np.flatnonzero(~is_val).astype(np.int64), np.flatnonzero(is_val).astype(np.int64)
 
 
-def _sample_expressions(rng, variance, n):
-    """(n, K) float32 expressions: mild random components plus a few named ones per image.
+def _sample_expression(rng, variance):
+    """(K,) expression: mild random components plus, each with probability 0.35, stronger named ones.
 
     The jaw only opens (a closed jaw pushes the lower lip through the upper one, as in any linear model).
     """
     std = np.sqrt(variance)
-    expressions = rng.standard_normal((n, len(variance))) * std * EXPRESSION_STD
+    expression = rng.standard_normal(len(variance)) * std * EXPRESSION_STD
     n_named = len(EXPRESSION_NAMES)
-    active = rng.random((n, n_named)) < 0.35
-    expressions[:, :n_named] = np.where(active, rng.standard_normal((n, n_named)) * std[:n_named] * 1.2,
-                                        expressions[:, :n_named] * 0.3)
+    active = rng.random(n_named) < 0.35
+    expression[:n_named] = np.where(active, rng.standard_normal(n_named) * std[:n_named], expression[:n_named] * 0.3)
     jaw = EXPRESSION_NAMES.index("jaw_open")
-    expressions[:, jaw] = np.abs(expressions[:, jaw])
-    return expressions.astype(np.float32)
+    expression[jaw] = abs(expression[jaw])
+    return expression
 
 
-def _sample_world(rng, parameters, shape_variance, expression_variance):
-    """Every random quantity of the world, drawn in a fixed order so the result depends only on the seed."""
-    n_images, per_identity = parameters["n_images"], parameters["images_per_identity"]
-    n_identities = math.ceil(n_images / per_identity)
-    identities = [appearance.sample_identity(rng) for _ in range(n_identities)]
-    shapes = (rng.standard_normal((n_identities, len(shape_variance))) * np.sqrt(shape_variance)).astype(np.float32)
-    identity_of_image = np.arange(n_images) // per_identity
-    angles = np.clip(rng.standard_normal((n_images, 3)) * ANGLE_STD, -MAX_ANGLES, MAX_ANGLES)
-    translation = np.array(DEFAULT_T) + rng.standard_normal((n_images, 3)) * np.array([0.4, 0.4, 1.5])
-    scale = DEFAULT_S * (1.0 + 0.03 * rng.standard_normal((n_images, 1)))
-    light = np.stack([rng.uniform(-0.7, 0.7, n_images), rng.uniform(-0.1, 0.8, n_images), np.ones(n_images)], -1)
-    background_base = 0.5 * rng.uniform(0.1, 0.9, (n_images, 1, 3)) + 0.5 * rng.uniform(0.2, 0.8, (n_images, 1, 1))
+def _sample_view(rng, expression_variance):
+    """Pose, expression, light and background of one image."""
+    light = np.array([rng.uniform(-0.7, 0.7), rng.uniform(-0.1, 0.8), 1.0])
+    background = 0.5 * rng.uniform(0.1, 0.9, (1, 3)) + 0.5 * rng.uniform(0.2, 0.8)
     return {
-        "identities": identities,
-        "identity_of_image": identity_of_image,
-        "R": euler_to_rotation(torch.from_numpy(angles)).numpy().astype(np.float32),
-        "t": translation.astype(np.float32),
-        "s": scale.astype(np.float32),
-        "sp": shapes[identity_of_image],
-        "ep": _sample_expressions(rng, expression_variance, n_images),
-        "light_direction": light / np.linalg.norm(light, axis=-1, keepdims=True),
-        "ambient": rng.uniform(0.3, 0.5, n_images),
-        "light_color": rng.uniform(0.95, 1.15, (n_images, 3)) * np.array([1.0, 0.98, 0.95]),
-        "background": np.clip(background_base + rng.uniform(-0.15, 0.15, (n_images, 2, 3)), 0, 1),
+        "angles": np.clip(rng.standard_normal(3) * ANGLE_STD, -MAX_ANGLES, MAX_ANGLES),
+        "t": np.array(DEFAULT_T) + rng.standard_normal(3) * np.array([0.4, 0.4, 1.5]),
+        "s": DEFAULT_S * (1.0 + 0.03 * rng.standard_normal(1)),
+        "ep": _sample_expression(rng, expression_variance),
+        "light_direction": light / np.linalg.norm(light),
+        "ambient": rng.uniform(0.3, 0.5),
+        "light_color": rng.uniform(0.95, 1.15, 3) * np.array([1.0, 0.98, 0.95]),
+        "background": np.clip(background + rng.uniform(-0.15, 0.15, (2, 3)), 0, 1),
     }
+
+
+def _sample_world(parameters, shape_variance, expression_variance):
+    """Every random quantity of the world.
+
+    Identity k and image i draw from their own streams ``(seed, 0, k)`` and ``(seed, 1, i)``, so a world
+    with more images (or a larger image size) extends a smaller one with the same seed.
+    """
+    seed, n_images = parameters["seed"], parameters["n_images"]
+    identity_of_image = np.arange(n_images) // parameters["images_per_identity"]
+    identities, shapes = [], []
+    for k in range(identity_of_image[-1] + 1):
+        rng = np.random.default_rng((seed, 0, k))
+        identities.append(appearance.sample_identity(rng))
+        shapes.append(rng.standard_normal(len(shape_variance)) * np.sqrt(shape_variance))
+    views = [_sample_view(np.random.default_rng((seed, 1, i)), expression_variance) for i in range(n_images)]
+    world = {name: np.stack([view[name] for view in views]) for name in views[0]}
+    world.update(identities=identities, identity_of_image=identity_of_image,
+                 sp=np.stack(shapes).astype(np.float32)[identity_of_image],
+                 R=euler_to_rotation(torch.from_numpy(world.pop("angles"))).numpy().astype(np.float32))
+    for name in ("t", "s", "ep"):
+        world[name] = world[name].astype(np.float32)
+    return world
 
 
 class _IdentityAssets:
@@ -156,7 +166,8 @@ def generate_demo_world(root, n_images=200, image_size=256, array_size=256, seed
         n_images: number of images (>= 2).
         image_size: side of the PNG images (FFHQ: 1024).
         array_size: side of the uv and segmentation arrays (the authors' data: 512).
-        seed: random seed; the same arguments give the same files.
+        seed: random seed (>= 0); the same arguments give the same files. Image i (its person, pose,
+            expression and light) does not depend on n_images, so a larger world extends a smaller one.
         images_per_identity: images of each synthetic person (different pose, expression, light).
         val_fraction: share of the identities held out in the ``val`` split (at least one).
         progress: print a progress line per batch to stderr.
@@ -170,12 +181,17 @@ def generate_demo_world(root, n_images=200, image_size=256, array_size=256, seed
     start = time.perf_counter()
     staging = root / f".generating-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
+    threads = torch.get_num_threads()
+    # One intra-op thread: the per-batch tensors are small, and on a shared 2-core CPU torch's thread
+    # synchronization made rendering 5x slower than a single thread.
+    torch.set_num_threads(1)
     try:
         summary = _generate(staging, parameters, progress)
         for sub in ("FFHQ", "basel_facemodel"):
             shutil.rmtree(root / sub, ignore_errors=True)
             os.replace(staging / sub, root / sub)
     finally:
+        torch.set_num_threads(threads)
         shutil.rmtree(staging, ignore_errors=True)
     summary["seconds"] = round(time.perf_counter() - start, 2)
     manifest = {"generator": "varitex.data.synthetic", "format_version": FORMAT_VERSION,
@@ -203,8 +219,7 @@ def _generate(root, parameters, progress):
     bfm = BFM2017(root / BFM_FILE)
     verts_uvs, faces_uvs = load_uv_parameterization(root / UV_FILE)
 
-    rng = np.random.default_rng(parameters["seed"])
-    world = _sample_world(rng, parameters, bfm.shape_variance.numpy(), bfm.expression_variance.numpy())
+    world = _sample_world(parameters, bfm.shape_variance.numpy(), bfm.expression_variance.numpy())
     n_images, image_size, array_size = parameters["n_images"], parameters["image_size"], parameters["array_size"]
     array_dir, image_dir = root / ARRAY_DIR, root / IMAGE_DIR
     array_dir.mkdir(parents=True)
@@ -250,8 +265,11 @@ def _scene_batch(world, index, bfm, assets):
     per_image = [assets(int(world["identity_of_image"][i]), world["identities"][world["identity_of_image"][i]])
                  for i in index]
     as_float = lambda name: torch.from_numpy(np.asarray(world[name][index], dtype=np.float32))  # noqa: E731
+    # One image at a time: a batched matrix product may round differently with the batch size, and
+    # image i must not depend on its batch (larger worlds extend smaller ones bit for bit).
+    face = torch.cat([bfm.generate_vertices(sp[i:i + 1], ep[i:i + 1]) for i in range(len(index))])
     return SceneBatch(
-        face=bfm.generate_vertices(sp, ep),
+        face=face,
         exterior=torch.stack([asset[2] for asset in per_image]),
         R=as_float("R"), t=as_float("t"), s=as_float("s"),
         albedo=torch.stack([asset[0] for asset in per_image]),

@@ -35,7 +35,7 @@ _LIPSTICK = np.array([0.68, 0.10, 0.16])
 # Exterior mesh parts (one id per exterior face).
 SKULL, NECK, HAIR_SHEET, LEFT_EAR, RIGHT_EAR, MOUTH, TORSO = range(7)
 _SKULL_CENTER = np.array([0.0, 12.0, 0.0])
-_SKULL_RADII = np.array([84.0, 114.0, 100.0])   # x, y above the centre, z (mm)
+_SKULL_RADII = np.array([80.0, 114.0, 100.0])   # x, y above the centre, z (mm)
 _SKULL_LOWER_RADIUS_Y = 90.0                     # the skull is flatter below its centre
 
 
@@ -265,8 +265,10 @@ def build_exterior(identity):
         ear = unit * np.array([6.0, 28.0, 16.0]) * identity.ear_scale + np.array([side * ear_x, 6.0, -8.0])
         pieces.append((ear.reshape(-1, 3), _grid_faces(*theta.shape, wrap=True), part))
 
-    x, height = np.meshgrid(np.linspace(-32.0, 32.0, 11), np.linspace(-32.0, -72.0, 6))
-    mouth = np.stack([x, height, 88.0 - 14.0 * (x / 32.0) ** 2], -1)
+    # The inside of the mouth: deep enough behind the lips and small enough to stay hidden behind the
+    # face everywhere but through the lip slit, even for narrow chins.
+    x, height = np.meshgrid(np.linspace(-28.0, 28.0, 11), np.linspace(-32.0, -62.0, 6))
+    mouth = np.stack([x, height, 80.0 - 10.0 * (x / 28.0) ** 2], -1)
     pieces.append((mouth.reshape(-1, 3), _grid_faces(*x.shape, wrap=False), MOUTH))
 
     vertices, faces, parts, offset = [], [], [], 0

@@ -2,8 +2,8 @@
 
 Both meshes are posed with the authors' ``apply_Rts`` about the *face's* centroid, so the head moves as
 one rigid body, and rasterized with the project's renderer (``varitex.geometry``). The face always wins
-where it covers a pixel, the exterior fills the rest (hair, ears, neck, the mouth seen through the lip
-slit) and a gradient background what remains. The UV map is the face mesh's alone, exactly what
+where it covers a pixel, the inside of the mouth shows through the lip slit, the rest of the exterior
+(hair, ears, neck, clothes) fills the remaining pixels it covers, and a gradient background the rest. The UV map is the face mesh's alone, exactly what
 ``BFMUVFactory.getUV`` renders from the same (R, t, s, sp, ep), as in the authors' preprocessed data.
 """
 from dataclasses import dataclass
@@ -12,8 +12,9 @@ from typing import NamedTuple, Optional, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.ndimage import binary_fill_holes
 
-from varitex.data.synthetic_appearance import exterior_appearance
+from varitex.data.synthetic_appearance import MOUTH, exterior_appearance
 from varitex.geometry import interpolate_uv, pose_vertices, rasterize
 
 SPECULAR_STRENGTH = 0.06       # skin sheen of the face mesh
@@ -115,6 +116,16 @@ def _visible_exterior_faces(posed_exterior, topology):
     return torch.nonzero(facing | (topology.exterior_outward == 0)).squeeze(1)
 
 
+def _exterior_layer(posed_exterior, topology, face_index, attributes, allowed, size):
+    """Rasterize the exterior faces ``face_index``; returns (hit (B,S,S), attributes (B,S,S,C), parts (B,S,S))
+    with hit limited to the ``allowed`` pixels."""
+    faces = topology.exterior_faces[face_index]
+    fragments = rasterize(posed_exterior, faces, size)
+    hit = (fragments.pix_to_face >= 0) & allowed
+    parts = torch.from_numpy(topology.exterior_parts)[face_index][fragments.pix_to_face.clamp(min=0)]
+    return hit, interpolate_vertex_attributes(fragments, faces, attributes), parts
+
+
 def render_scenes(scenes, topology, size, with_image=True):
     """Render uv maps, segmentation labels and (optionally) RGB images of a SceneBatch at S x S.
 
@@ -132,23 +143,27 @@ def render_scenes(scenes, topology, size, with_image=True):
     # The exterior rotates about the face's centroid: s * ((v - c) @ R + c) + t with c of the face.
     posed_exterior = pose_vertices(scenes.exterior - centroid[:, None], scenes.R,
                                    scenes.t + scenes.s * centroid, scenes.s, correct_translation=False)
-    visible = _visible_exterior_faces(posed_exterior, topology)
-    exterior_faces = topology.exterior_faces[visible]
     face_fragments = rasterize(posed_face, topology.faces, size)
-    exterior_fragments = rasterize(posed_exterior, exterior_faces, size)
     uv = interpolate_uv(face_fragments, topology.verts_uvs, topology.faces_uvs)
     on_face = face_fragments.pix_to_face >= 0
-    on_exterior = (exterior_fragments.pix_to_face >= 0) & ~on_face
-
     labels = F.grid_sample(scenes.texture_labels, uv, mode="nearest", align_corners=False)[:, 0]
     labels = torch.where(on_face, labels.round(), torch.zeros_like(labels)).to(torch.uint8)
-    exterior_attributes = [scenes.exterior]
+
+    visible = _visible_exterior_faces(posed_exterior, topology)
+    attributes = [scenes.exterior]
     if with_image:
-        exterior_attributes += [vertex_normals(posed_exterior, exterior_faces), posed_exterior]
-    exterior_attributes = interpolate_vertex_attributes(exterior_fragments, exterior_faces,
-                                                        torch.cat(exterior_attributes, dim=-1))
+        attributes += [vertex_normals(posed_exterior, topology.exterior_faces[visible]), posed_exterior]
+    attributes = torch.cat(attributes, dim=-1)
+    # The inside of the mouth is drawn only within the face's hole-filled silhouette, i.e. through the
+    # lips: it lies deep behind them and would otherwise peek out under the chin in some poses.
+    inside_face = torch.from_numpy(np.stack([binary_fill_holes(mask) for mask in on_face.numpy()]))
+    is_mouth = torch.from_numpy(topology.exterior_parts == MOUTH)[visible]
+    mouth = _exterior_layer(posed_exterior, topology, visible[is_mouth], attributes, inside_face & ~on_face, size)
+    rest = _exterior_layer(posed_exterior, topology, visible[~is_mouth], attributes, ~on_face, size)
+    on_exterior = mouth[0] | rest[0]
+    exterior_attributes = torch.where(mouth[0][..., None], mouth[1], rest[1])
+    parts = torch.where(mouth[0], mouth[2], rest[2])
     exterior_albedo = torch.zeros((*on_face.shape, 3))
-    parts = torch.as_tensor(topology.exterior_parts)[visible][exterior_fragments.pix_to_face.clamp(min=0)]
     for b, identity in enumerate(scenes.identities):
         mask = on_exterior[b]
         albedo, part_labels = exterior_appearance(identity, parts[b][mask].numpy(),
