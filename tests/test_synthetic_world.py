@@ -155,6 +155,10 @@ def test_ensure_demo_world_reuses_a_complete_world_and_regenerates_otherwise(tmp
     synthetic.ensure_demo_world(root, seed=3, **kwargs)
     assert json.loads(manifest.read_text())["parameters"]["seed"] == 3 != json.loads(first)["parameters"]["seed"]
     assert not list(root.glob(".generating-*"))
+    # A world whose folders were being swapped when the process died is generated again.
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "status": "incomplete"}))
+    synthetic.ensure_demo_world(root, seed=3, **kwargs)
+    assert json.loads(manifest.read_text())["status"] == "complete"
 
 
 def test_default_root_follows_varitex_cache(monkeypatch, tmp_path):

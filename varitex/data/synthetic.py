@@ -35,6 +35,7 @@ from varitex.geometry import (DEFAULT_S, DEFAULT_T, BFM2017, euler_to_rotation, 
                               save_bfm2017, save_uv_parameterization)
 
 MANIFEST = "demo_world.json"
+GENERATOR = "varitex.data.synthetic"
 FORMAT_VERSION = 2
 BFM_FILE = Path("basel_facemodel", "model2017-1_face12_nomouth.h5")
 UV_FILE = Path("basel_facemodel", "face12.json")
@@ -136,7 +137,7 @@ def _sample_world(parameters, shape_variance, expression_variance):
 
 
 class _IdentityAssets:
-    """Painted textures and exterior meshes, computed once per identity."""
+    """Painted textures and exterior meshes of an identity; the last one is kept (its images are consecutive)."""
 
     def __init__(self, texture_size):
         self.texture_size = texture_size
@@ -187,6 +188,8 @@ def generate_demo_world(root, n_images=200, image_size=256, array_size=256, seed
     torch.set_num_threads(1)
     try:
         summary = _generate(staging, parameters, progress)
+        # Mark the world incomplete while its folders are swapped, so an interrupted swap is redone.
+        _write_manifest(root, {"status": "incomplete"})
         for sub in ("FFHQ", "basel_facemodel"):
             shutil.rmtree(root / sub, ignore_errors=True)
             os.replace(staging / sub, root / sub)
@@ -194,14 +197,26 @@ def generate_demo_world(root, n_images=200, image_size=256, array_size=256, seed
         torch.set_num_threads(threads)
         shutil.rmtree(staging, ignore_errors=True)
     summary["seconds"] = round(time.perf_counter() - start, 2)
-    manifest = {"generator": "varitex.data.synthetic", "format_version": FORMAT_VERSION,
-                "parameters": parameters, **summary}
-    (root / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    _write_manifest(root, {"status": "complete", "parameters": parameters, **summary})
     return root
 
 
+def _write_manifest(root, content):
+    manifest = {"generator": GENERATOR, "format_version": FORMAT_VERSION, **content}
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+
+
+def _read_manifest(root):
+    """The manifest dict of a demo world, or None when ``root`` has none (or an unreadable one)."""
+    try:
+        manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) and manifest.get("generator") == GENERATOR else None
+
+
 def _check_replaceable(root):
-    if (root / MANIFEST).is_file():
+    if _read_manifest(root) is not None:
         return
     for sub in ("FFHQ", "basel_facemodel"):
         if (root / sub).exists():
@@ -315,11 +330,9 @@ def contact_sheet(root, indices, display_size=256):
 def world_is_complete(root, parameters):
     """True when ``root`` holds a finished demo world generated with exactly ``parameters``."""
     root = Path(root)
-    try:
-        manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    if manifest.get("format_version") != FORMAT_VERSION or manifest.get("parameters") != parameters:
+    manifest = _read_manifest(root)
+    if (manifest is None or manifest.get("status") != "complete" or manifest.get("format_version") != FORMAT_VERSION
+            or manifest.get("parameters") != parameters):
         return False
     files = [root / BFM_FILE, root / UV_FILE, root / ARRAY_DIR / "dataset_splits.npz"]
     files += [root / ARRAY_DIR / f"{name}.npy" for name in ARRAY_NAMES]

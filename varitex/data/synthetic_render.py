@@ -3,8 +3,9 @@
 Both meshes are posed with the authors' ``apply_Rts`` about the *face's* centroid, so the head moves as
 one rigid body, and rasterized with the project's renderer (``varitex.geometry``). The face always wins
 where it covers a pixel, the inside of the mouth shows through the lip slit, the rest of the exterior
-(hair, ears, neck, clothes) fills the remaining pixels it covers, and a gradient background the rest. The UV map is the face mesh's alone, exactly what
-``BFMUVFactory.getUV`` renders from the same (R, t, s, sp, ep), as in the authors' preprocessed data.
+(hair, ears, neck, clothes) fills the remaining pixels it covers, and a gradient background the rest.
+The UV map is the face mesh's alone, exactly what ``BFMUVFactory.getUV`` renders from the same
+(R, t, s, sp, ep), as in the authors' preprocessed data.
 """
 from dataclasses import dataclass
 from typing import NamedTuple, Optional, Sequence
