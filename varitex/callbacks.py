@@ -1,25 +1,39 @@
-"""Image logging during training (DESIGN.md section 3): what the authors logged, batched and on device.
+"""Training callbacks: the progress bar with the losses, and image logging (DESIGN.md section 3).
 
-Every ``display_freq`` training batches, and for the first batch of every validation, rank 0 logs:
+Image logging is what the authors logged, batched and on device.
+
+Every ``display_freq`` training batches, and for the first batch of the next validation, rank 0 logs:
 
     <stage>/combined            per row: uv, target mask, input, encoder input, predicted mask, output, uv mask
     <stage>/posterior_std3      per row: input, then 3 samples z = mu + 3 * std * eps
     <stage>/prior_std2          per row: 3 samples z = 2 * eps (eps ~ N(0, 1)) on the item's geometry
     <stage>/posed               first item re-posed, pitch (rows) x yaw (columns) in -45..45 degrees, z = mu
-    <stage>/interpolation       per row: mu -> {posterior sample at std x4, zero, N(0, 1) sample}, 5 steps
+    <stage>/interpolation       first item, per row: mu -> {posterior sample at std x4, 0, N(0, 1) sample}
     <stage>/neural_texture      first item: texture channels, sampled face and additive feature images
 """
 import contextlib
 
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 
 from varitex import visualization as vis
 from varitex.data.keys_enum import DataItemKey as DIK
 
-N_SHOWN = 4                       # items of the batch shown per picture
+N_SHOWN = 2                       # items of the batch shown (the authors showed the first one only)
 POSE_GRID_DEG = (-45, -15, 15, 45)
 N_INTERPOLATION = 5
+
+
+class LossProgressBar(TQDMProgressBar):
+    """Lightning's progress bar, showing the latest value of every ``train/*`` loss the module logs."""
+
+    def get_metrics(self, trainer, pl_module):
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)
+        for name, value in trainer.callback_metrics.items():
+            if name.startswith("train/"):
+                metrics[name[len("train/"):]] = f"{float(value):.3g}"
+        return metrics
 
 
 @contextlib.contextmanager
@@ -53,6 +67,7 @@ class ImageLogCallback(Callback):
         self.opt = opt
         self.display_freq = opt.display_freq
         self._uv_factory = None
+        self._validation_due = False
 
     def uv_factory(self, device):
         """The BFM UV renderer on ``device``, built on first use (it holds the whole face model)."""
@@ -66,10 +81,13 @@ class ImageLogCallback(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if trainer.is_global_zero and trainer.fit_loop.epoch_loop.total_batch_idx % self.display_freq == 0:
             self.log_batch(trainer, pl_module, batch, "train")
+            self._validation_due = True
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
-        if trainer.is_global_zero and batch_idx == 0 and not trainer.sanity_checking:
+        # At most once per display_freq training batches: on a CPU the pictures cost as much as a few steps.
+        if trainer.is_global_zero and batch_idx == 0 and self._validation_due and not trainer.sanity_checking:
             self.log_batch(trainer, pl_module, batch, "val")
+            self._validation_due = False
 
     def log_batch(self, trainer, pl_module, batch, stage):
         """Compute every picture for (the first items of) ``batch`` and send them to the loggers."""
@@ -127,12 +145,10 @@ class ImageLogCallback(Callback):
         return vis.image_grid(images, nrow=len(POSE_GRID_DEG))
 
     def interpolations(self, pl_module, batch):
-        mu, std = batch[DIK.STYLE_LATENT_MU], batch[DIK.STYLE_LATENT_STD]
+        mu, std = batch[DIK.STYLE_LATENT_MU][0], batch[DIK.STYLE_LATENT_STD][0]
         targets = [mu + 4.0 * std * torch.randn_like(mu), torch.zeros_like(mu), torch.randn_like(mu)]
-        # (targets, steps, items, D) -> rows of one item and one target, N_INTERPOLATION steps each
-        latents = torch.stack([vis.interpolate_latents(mu, target, N_INTERPOLATION) for target in targets])
-        latents = latents.permute(0, 2, 1, 3).flatten(0, 2)
-        uv = batch[DIK.UV_RENDERED].repeat_interleave(N_INTERPOLATION, dim=0).repeat(len(targets), 1, 1, 1)
+        latents = torch.cat([vis.interpolate_latents(mu, target, N_INTERPOLATION) for target in targets])
+        uv = batch[DIK.UV_RENDERED][:1].expand(len(latents), -1, -1, -1)
         images = self._render(pl_module, latents, uv)
         return vis.image_grid(images, nrow=N_INTERPOLATION)
 

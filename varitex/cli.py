@@ -10,6 +10,7 @@ import contextlib
 import os
 import sys
 
+import numpy as np
 import torch
 
 # Options that describe this machine or this invocation, never taken over from a checkpoint's options.
@@ -26,7 +27,9 @@ DEMO_OPTIONS = dict(
     texture_dim=128,            # smallest texture the decoder supports
     nc_feature2image=16,        # U-Net width at the top level
     lambda_vgg=0.0,             # VGG-19 ImageNet weights cannot be downloaded offline
-    batch_size=8,
+    no_lpips=True,              # neither can LPIPS' AlexNet weights (the module says so once)
+    lambda_gan=0.0,             # no discriminator: its step recomputes the generator, a third of the time
+    batch_size=4,
     max_epochs=12,
     display_freq=50,
     num_workers=1,
@@ -121,6 +124,20 @@ def ensure_writable_dir(path, option="path_out"):
         raise PermissionError(f"--{option}: cannot write to the output folder {path} "
                               f"({error.strerror or error})") from None
     return path
+
+
+def check_split(opt):
+    """Raise ValueError unless ``opt.dataset_split`` is 'all' or a key of dataset_splits.npz."""
+    if opt.dataset_split == "all":
+        return
+    path = os.path.join(opt.dataroot_npy, "dataset_splits.npz")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--dataroot_npy: {path} is missing")
+    with np.load(path) as splits:
+        available = sorted(splits.files)
+    if opt.dataset_split not in available:
+        raise ValueError(f"--dataset_split {opt.dataset_split!r} does not exist: {path} has "
+                         f"{', '.join(available)} (or use 'all')")
 
 
 def resolve_device(opt):

@@ -17,6 +17,7 @@ Writes into ``path_out/inference_<split>/`` (the authors' folder in brackets):
 
 Every image is masked where SEGMENTATION_PREDICTED <= 0.7 (black background).
 """
+import json
 import os
 import sys
 
@@ -62,8 +63,7 @@ def parse_options(argv=None):
     opt = EvalOptions().parse(argv)
     explicit = cli.explicit_flags(EvalOptions, argv)
     if opt.demo:
-        cli.apply_demo_options(opt, explicit - {"batch_size"})
-        opt.batch_size = opt.batch_size if "batch_size" in explicit else 16
+        cli.apply_demo_options(opt, explicit)
         if not opt.checkpoint:
             opt.checkpoint = cli.demo_checkpoint_path(opt)
             if not os.path.isfile(opt.checkpoint):
@@ -72,13 +72,14 @@ def parse_options(argv=None):
     require_path(opt, "checkpoint")
     saved = read_checkpoint(cli.require_file(opt.checkpoint, "checkpoint")).get("varitex_opt")
     if opt.path_opt:
-        import json
         with open(cli.require_file(opt.path_opt, "path_opt")) as file:
             saved = json.load(file)
     if saved:
-        cli.merge_saved_options(opt, saved, explicit)
+        # The batch size of inference is this machine's choice, not the training run's.
+        cli.merge_saved_options(opt, saved, explicit | {"batch_size"})
     for option in ("dataroot_npy", "image_folder", "path_bfm", "path_uv", "path_out"):
         require_path(opt, option)
+    cli.check_split(opt)
     return opt
 
 

@@ -23,7 +23,7 @@ from lightning.pytorch.trainer.states import TrainerStatus
 from torch.utils.data import DataLoader
 
 from varitex import cli
-from varitex.callbacks import ImageLogCallback
+from varitex.callbacks import ImageLogCallback, LossProgressBar
 from varitex.options import TrainOptions, require_path
 
 SEED = 1234
@@ -128,7 +128,7 @@ def make_trainer(opt, run_dir, train_loader, extra_callbacks=()):
         devices=_devices(opt.devices), num_nodes=opt.num_nodes, strategy=opt.strategy,
         precision=opt.precision, max_epochs=opt.max_epochs,
         logger=make_logger(opt, run_dir),
-        callbacks=[checkpoints, ImageLogCallback(opt), *extra_callbacks],
+        callbacks=[checkpoints, ImageLogCallback(opt), LossProgressBar(), *extra_callbacks],
         fast_dev_run=opt.debug,
         log_every_n_steps=max(1, min(50, len(train_loader))),
         default_root_dir=run_dir,
