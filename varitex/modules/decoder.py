@@ -113,7 +113,8 @@ class ResNetDecoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Face texture decoder: LATENT_INTERIOR (B, latent_dim/2) -> TEXTURE_PERSON (B, texture_nc, T, T), T = texture_dim."""
+    """Face texture decoder: LATENT_INTERIOR (B, latent_dim/2) -> TEXTURE_PERSON (B, texture_nc, T, T),
+    T = texture_dim."""
 
     def __init__(self, opt):
         super().__init__()

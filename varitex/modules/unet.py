@@ -1,4 +1,5 @@
-"""U-Net (Ronneberger et al. 2015) in pl_bolts' layout: ``layers`` = [DoubleConv, Down x (L-1), Up x (L-1), 1x1 conv]."""
+"""U-Net (Ronneberger et al. 2015) in pl_bolts' layout:
+``layers`` = [DoubleConv, Down x (L-1), Up x (L-1), 1x1 conv]."""
 import torch
 import torch.nn.functional as F
 from torch import nn
