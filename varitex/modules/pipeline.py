@@ -159,6 +159,7 @@ class PipelineModule(pl.LightningModule):
         return optimizers
 
     def training_step(self, batch, batch_idx):
+        """The authors' schedule per batch: a generator step, then (with a discriminator) a discriminator step."""
         optimizers = self.optimizers()
         if not isinstance(optimizers, (list, tuple)):
             optimizers = [optimizers]
@@ -196,6 +197,7 @@ class PipelineModule(pl.LightningModule):
         return terms
 
     def on_train_start(self):
+        """Refuse to train the perceptual loss with random VGG-19 weights (checked after checkpoint restore)."""
         vgg = getattr(self, "loss_vgg", None)
         if vgg is not None and vgg.pretrained_source is None and not self.random_perceptual_weights:
             raise MissingPretrainedWeightsError(
@@ -209,6 +211,7 @@ class PipelineModule(pl.LightningModule):
     # ----- validation -------------------------------------------------------------------------------------
 
     def on_validation_start(self):
+        """Say once that LPIPS is off, or refuse to compute it with a random AlexNet."""
         if self.metric_lpips is None:
             if not self._lpips_notice_shown:
                 rank_zero_warn("LPIPS is switched off (--no_lpips): val/lpips is not computed")
