@@ -10,7 +10,10 @@ Differences from the authors' code, all without effect on the values unless stat
 - flip + affine are applied as one nearest-neighbour sampling map gathered from image, uv and labels
   (varitex.data.augmentation), the authors transformed each array with PIL, the uv map twice;
 - the flip is drawn from torch's generator instead of numpy's;
-- bad data raises ValueError / FileNotFoundError naming the file and index, the authors called exit(0).
+- MASK_UV and MASK_FULL are float32 0/1 (the authors' were bool), coefficients are tensors;
+- uv values outside [-1, 1] are looked for in the stored row (the authors looked after the resize) and
+  raise ValueError naming file, row and image, where the authors printed and called exit(0); missing or
+  undecodable PNGs raise FileNotFoundError / ValueError naming path and index.
 """
 import hashlib
 import os
