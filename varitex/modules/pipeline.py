@@ -36,6 +36,9 @@ GENERATOR_TERMS = {
     "rgb_texture": ("lambda_rgb_texture", "train/rgb_texture"),
 }
 
+# --adam_implementation -> torch.optim.Adam keyword arguments.
+ADAM_IMPLEMENTATIONS = {"fused": dict(fused=True), "foreach": dict(foreach=True), "loop": dict(foreach=False)}
+
 
 class PipelineModule(pl.LightningModule):
     """VariTex end to end. ``forward(batch)`` runs the generator; ``training_step`` the G and D steps.
@@ -152,10 +155,13 @@ class PipelineModule(pl.LightningModule):
     # ----- training ---------------------------------------------------------------------------------------
 
     def configure_optimizers(self):
-        """Adam for the generator (lr) and, with a discriminator, Adam for it (lr_discriminator)."""
-        optimizers = [torch.optim.Adam(self.generator.parameters(), lr=self.opt.lr)]
+        """Adam for the generator (lr) and, with a discriminator, Adam for it (lr_discriminator), in the
+        implementation --adam_implementation names (fused, foreach or loop: equal up to float rounding)."""
+        implementation = ADAM_IMPLEMENTATIONS[self.opt.adam_implementation]
+        optimizers = [torch.optim.Adam(self.generator.parameters(), lr=self.opt.lr, **implementation)]
         if self.opt.lambda_gan > 0:
-            optimizers.append(torch.optim.Adam(self.discriminator.parameters(), lr=self.opt.lr_discriminator))
+            optimizers.append(torch.optim.Adam(self.discriminator.parameters(), lr=self.opt.lr_discriminator,
+                                               **implementation))
         return optimizers
 
     def training_step(self, batch, batch_idx):
