@@ -22,7 +22,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerStatus
 from torch.utils.data import DataLoader
 
-from varitex import cli
+from varitex import cli, performance
 from varitex.callbacks import ImageLogCallback, LossProgressBar
 from varitex.options import TrainOptions, require_path
 
@@ -120,17 +120,18 @@ def make_trainer(opt, run_dir, train_loader, extra_callbacks=()):
     checkpoints = ModelCheckpoint(
         dirpath=os.path.join(run_dir, "checkpoints"),
         filename="epoch{epoch:03d}-step{step}", auto_insert_metric_name=False,
-        save_top_k=opt.keep_checkpoints, every_n_epochs=1, save_last=True,
+        save_top_k=opt.keep_checkpoints, every_n_epochs=1,
+        save_last="link",              # last.ckpt is a link to the newest epoch file (a copy where links fail)
         save_on_exception=True,        # Ctrl-C or a crash leaves last.ckpt to resume from
         enable_version_counter=False)  # re-running a command overwrites its own run's files
     return L.Trainer(
         accelerator="cpu" if opt.device == "cpu" else "auto",
-        devices=_devices(opt.devices), num_nodes=opt.num_nodes, strategy=opt.strategy,
+        devices=_devices(opt.devices), num_nodes=opt.num_nodes, strategy=performance.training_strategy(opt),
         precision=opt.precision, max_epochs=opt.max_epochs,
         logger=make_logger(opt, run_dir),
         callbacks=[checkpoints, ImageLogCallback(opt), LossProgressBar(), *extra_callbacks],
         fast_dev_run=opt.debug,
-        log_every_n_steps=max(1, min(50, len(train_loader))),
+        log_every_n_steps=max(1, min(50, len(train_loader) // 4)),
         default_root_dir=run_dir,
     )
 
@@ -152,6 +153,7 @@ def train(opt, extra_callbacks=()):
     L.seed_everything(SEED, workers=True, verbose=False)
     train_loader, val_loader = make_dataloaders(opt)
     model, ckpt_path = make_model(opt)
+    performance.prepare_networks(model, opt)  # --channels_last, --compile
     trainer = make_trainer(opt, run_dir, train_loader, extra_callbacks)
     if val_loader is not None:
         trainer.limit_val_batches = validation_batches(len(val_loader.dataset), opt.batch_size,
