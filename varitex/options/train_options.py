@@ -41,7 +41,12 @@ class TrainOptions(BaseOptions):
         parser.add_argument("--display_freq", default=1000, type=_positive_int, help="image logging every N steps")
         parser.add_argument("--max_epochs", default=44, type=_positive_int)
         parser.add_argument("--keep_checkpoints", default=-1, type=int,
-                            help="epoch checkpoints to keep besides last.ckpt (-1: all)")
+                            help="newest epoch checkpoints to keep (-1: all); last.ckpt links to the newest")
+        parser.add_argument("--precise_bn", default=0, type=int,
+                            help="before each validation, recompute the generator's BatchNorm statistics as the "
+                                 "average over this many training batches with the current weights (0: off, as "
+                                 "the authors). Short runs such as --demo need it: their running statistics "
+                                 "lag the fast-changing weights and eval-mode outputs diverge")
         # Speed and scale (docs/performance.md). Defaults reproduce the authors' numerics.
         parser.add_argument("--precision", default="32", choices=["32", "bf16-mixed", "16-mixed"],
                             help="Lightning precision; 32 reproduces the authors' training. bf16-mixed: autocast "
