@@ -1,4 +1,5 @@
-"""Training callbacks: the progress bar with the losses, and image logging (DESIGN.md section 3).
+"""Training callbacks: the progress bar with the losses, precise BatchNorm statistics, and image logging
+(DESIGN.md section 3).
 
 Image logging is what the authors logged, batched and on device.
 
@@ -34,6 +35,45 @@ class LossProgressBar(TQDMProgressBar):
             if name.startswith("train/"):
                 metrics[name[len("train/"):]] = f"{float(value):.3g}"
         return metrics
+
+
+class PreciseBatchNorm(Callback):
+    """Before each validation (and at the end of an epoch without one), replace the generator's BatchNorm
+    running statistics by their exact average over ``n_batches`` training batches with the current weights
+    ("precise BN", Wu & Johnson 2021). Training itself is unchanged (it normalizes with batch statistics);
+    validation, checkpoints and inference then see statistics that match the weights.
+
+    Args:
+        n_batches: training batches to average over (drawn from the training DataLoader, augmentation on).
+    """
+
+    def __init__(self, n_batches):
+        self.n_batches = n_batches
+
+    def on_validation_start(self, trainer, pl_module):
+        if not trainer.sanity_checking:
+            self.recompute(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if not sum(trainer.num_val_batches):
+            self.recompute(trainer, pl_module)
+
+    @torch.no_grad()
+    def recompute(self, trainer, pl_module):
+        layers = [m for m in pl_module.generator.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        momenta = [layer.momentum for layer in layers]
+        for layer in layers:
+            layer.reset_running_stats()
+            layer.momentum = None  # cumulative average over the batches below
+        was_training = pl_module.training
+        pl_module.train()
+        for index, batch in enumerate(trainer.train_dataloader):
+            if index == self.n_batches:
+                break
+            pl_module(trainer.strategy.batch_to_device(batch))
+        pl_module.train(was_training)
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
 
 
 @contextlib.contextmanager

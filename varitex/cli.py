@@ -33,8 +33,9 @@ DEMO_OPTIONS = dict(
     max_epochs=12,
     display_freq=50,
     num_workers=1,
-    device="cpu",
     keep_checkpoints=1,
+    precise_bn=10,              # 40 images; the running statistics of so short a run lag its weights
+    n=4,                        # inference: 4 val images, 3 x 7 poses each in modes posed and random
 )
 DEMO_CHECKPOINT = os.path.join("demo", "checkpoints", "last.ckpt")  # below path_out
 

@@ -23,7 +23,7 @@ from lightning.pytorch.trainer.states import TrainerStatus
 from torch.utils.data import DataLoader
 
 from varitex import cli, performance
-from varitex.callbacks import ImageLogCallback, LossProgressBar
+from varitex.callbacks import ImageLogCallback, LossProgressBar, PreciseBatchNorm
 from varitex.options import TrainOptions, require_path
 
 SEED = 1234
@@ -124,12 +124,15 @@ def make_trainer(opt, run_dir, train_loader, extra_callbacks=()):
         save_last="link",              # last.ckpt is a link to the newest epoch file (a copy where links fail)
         save_on_exception=True,        # Ctrl-C or a crash leaves last.ckpt to resume from
         enable_version_counter=False)  # re-running a command overwrites its own run's files
+    callbacks = [checkpoints, LossProgressBar(), ImageLogCallback(opt), *extra_callbacks]
+    if opt.precise_bn > 0:
+        callbacks.append(PreciseBatchNorm(opt.precise_bn))
     return L.Trainer(
         accelerator="cpu" if opt.device == "cpu" else "auto",
         devices=_devices(opt.devices), num_nodes=opt.num_nodes, strategy=performance.training_strategy(opt),
         precision=opt.precision, max_epochs=opt.max_epochs,
         logger=make_logger(opt, run_dir),
-        callbacks=[checkpoints, ImageLogCallback(opt), LossProgressBar(), *extra_callbacks],
+        callbacks=callbacks,
         fast_dev_run=opt.debug,
         log_every_n_steps=max(1, min(50, len(train_loader) // 4)),
         default_root_dir=run_dir,
