@@ -165,13 +165,20 @@ class PipelineModule(pl.LightningModule):
         return optimizers
 
     def training_step(self, batch, batch_idx):
-        """The authors' schedule per batch: a generator step, then (with a discriminator) a discriminator step."""
+        """The authors' schedule per batch: a generator step, then (with a discriminator) a discriminator step.
+
+        With --reuse_generator_output the discriminator step takes the generator step's image instead of
+        recomputing the generator forward: one generator forward per batch instead of two (other numerics).
+        """
         optimizers = self.optimizers()
         if not isinstance(optimizers, (list, tuple)):
             optimizers = [optimizers]
-        self._generator_step(batch, optimizers[0])
+        _, fake = self._generator_step(batch, optimizers[0])
         if len(optimizers) > 1:
-            self._discriminator_step(batch, optimizers[1])
+            if self.opt.reuse_generator_output:
+                self._discriminator_step(batch, optimizers[1], fake=fake)
+            else:
+                self._discriminator_step(batch, optimizers[1])
 
     def _optimize(self, optimizer, loss_fn):
         """One step of ``optimizer`` on ``loss_fn()["loss"]`` with every other parameter frozen; returns the terms."""
@@ -187,18 +194,32 @@ class PipelineModule(pl.LightningModule):
 
     def _generator_step(self, batch, optimizer):
         """Generator update; the discriminator is frozen (its spectral-norm u, v still take their power
-        iteration, as in the authors' training, because it runs in training mode)."""
-        terms = self._optimize(optimizer, lambda: self.generator_losses(batch))
+        iteration, as in the authors' training, because it runs in training mode).
+
+        Returns:
+            (loss terms, IMAGE_OUT of this step's generator forward, detached).
+        """
+        outputs = {}
+
+        def losses():
+            outputs.update(self(batch))
+            return self.generator_loss_terms(outputs)
+
+        terms = self._optimize(optimizer, losses)
         active = self._active_terms()
         logged = {log_name: terms[name].detach() for name, (_, log_name) in GENERATOR_TERMS.items() if name in active}
         # Authors' quirk: train/loss is the UNWEIGHTED sum of the terms, not the optimized loss.
         logged["train/loss"] = sum(logged.values())
         self.log_dict(logged, batch_size=batch[DIK.IMAGE_IN].shape[0])
-        return terms
+        return terms, outputs[DIK.IMAGE_OUT].detach()
 
-    def _discriminator_step(self, batch, optimizer):
-        """Discriminator update on a fresh generator sample (no gradients into the generator)."""
-        terms = self._optimize(optimizer, lambda: self.discriminator_loss(batch))
+    def _discriminator_step(self, batch, optimizer, fake=None):
+        """Discriminator update on a fresh generator sample, the authors' way, or on ``fake`` (B, 3, H, W) when
+        given (--reuse_generator_output); no gradients into the generator either way."""
+        if fake is None:
+            terms = self._optimize(optimizer, lambda: self.discriminator_loss(batch))
+        else:
+            terms = self._optimize(optimizer, lambda: self.discriminator_loss_terms(fake, batch[DIK.IMAGE_IN]))
         self.log("train/discriminator", terms["discriminator"].detach(), batch_size=batch[DIK.IMAGE_IN].shape[0])
         return terms
 
