@@ -75,7 +75,8 @@ class TrainOptions(BaseOptions):
                                  "batch instead of two. Changes numerics: the D step then sees the image from "
                                  "before the generator update and the same latent sample, and the generator's "
                                  "BatchNorm statistics are updated once per batch instead of twice")
-        parser.add_argument("--adam_implementation", default="fused", choices=["fused", "foreach", "loop"],
+        parser.add_argument("--adam_implementation", default="auto", choices=["auto", "fused", "foreach", "loop"],
                             help="torch.optim.Adam implementation: fused (one kernel for all parameters), foreach, "
-                                 "or loop (per parameter). They differ by float rounding only")
+                                 "or loop (per parameter); they differ by float rounding only. auto: fused on "
+                                 "GPUs, foreach on the CPU (where fused is slower)")
         return parser
