@@ -36,7 +36,7 @@ GENERATOR_TERMS = {
     "rgb_texture": ("lambda_rgb_texture", "train/rgb_texture"),
 }
 
-# --adam_implementation -> torch.optim.Adam keyword arguments.
+# --adam_implementation -> torch.optim.Adam keyword arguments ("auto" picks by device in configure_optimizers).
 ADAM_IMPLEMENTATIONS = {"fused": dict(fused=True), "foreach": dict(foreach=True), "loop": dict(foreach=False)}
 
 
@@ -156,8 +156,12 @@ class PipelineModule(pl.LightningModule):
 
     def configure_optimizers(self):
         """Adam for the generator (lr) and, with a discriminator, Adam for it (lr_discriminator), in the
-        implementation --adam_implementation names (fused, foreach or loop: equal up to float rounding)."""
-        implementation = ADAM_IMPLEMENTATIONS[self.opt.adam_implementation]
+        implementation --adam_implementation names (fused, foreach or loop: equal up to float rounding; auto:
+        fused on GPUs, foreach on the CPU, where the fused kernel is slower)."""
+        name = self.opt.adam_implementation
+        if name == "auto":
+            name = "foreach" if self.device.type == "cpu" else "fused"
+        implementation = ADAM_IMPLEMENTATIONS[name]
         optimizers = [torch.optim.Adam(self.generator.parameters(), lr=self.opt.lr, **implementation)]
         if self.opt.lambda_gan > 0:
             optimizers.append(torch.optim.Adam(self.discriminator.parameters(), lr=self.opt.lr_discriminator,
