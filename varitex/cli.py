@@ -17,7 +17,7 @@ import torch
 NOT_INHERITED = frozenset({
     "dataroot_npy", "image_folder", "path_out", "path_bfm", "path_uv", "checkpoint", "path_opt",
     "device", "num_workers", "debug", "demo", "logger", "dataset_split", "n", "mode",
-    "devices", "num_nodes", "strategy", "precision",
+    "devices", "num_nodes", "strategy", "precision", "compile", "compile_mode", "channels_last",
 })
 
 # --demo: sized so that training plus all three inference modes take about 10 minutes on a 2-core CPU.
