@@ -24,7 +24,7 @@ from varitex.modules.checkpoint import load_pipeline, read_checkpoint
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--image_h", "64", "--image_w", "64", "--texture_dim", "128", "--nc_feature2image", "8", "--lambda_vgg",
-        "0", "--no_lpips", "--num_workers", "0", "--device", "cpu", "--display_freq", "1000"]
+        "0", "--no_lpips", "--num_workers", "0", "--device", "cpu", "--display_freq", "1"]
 
 
 def world_flags(root, path_out):
@@ -58,7 +58,7 @@ def run(micro_world, tmp_path_factory, light_pictures):
     train.main(argv)
     run_dir = path_out / "tiny"
     first = read_checkpoint(run_dir / "checkpoints" / "last.ckpt")
-    train.main(argv[:-1] + ["2", "--checkpoint", str(run_dir / "checkpoints" / "last.ckpt")])
+    train.main(argv[:-1] + ["2", "--checkpoint", str(run_dir / "checkpoints" / "last.ckpt"), "--display_freq", "9"])
     return dict(world=micro_world, path_out=path_out, run_dir=run_dir, first=first,
                 second=read_checkpoint(run_dir / "checkpoints" / "last.ckpt"))
 
@@ -167,7 +167,8 @@ class InterruptAt(Callback):
 
 
 def test_ctrl_c_leaves_a_checkpoint_to_resume_from(micro_world, tmp_path, capsys, light_pictures):
-    argv = world_flags(micro_world, tmp_path) + TINY + ["--batch_size", "1", "--lambda_gan", "0", "--max_epochs", "1"]
+    argv = world_flags(micro_world, tmp_path) + TINY + ["--batch_size", "1", "--lambda_gan", "0", "--max_epochs", "1",
+                                                     "--display_freq", "9"]
     with pytest.raises(SystemExit) as exit_info:
         train.train(train.parse_options(argv), extra_callbacks=[InterruptAt(batch=0)])
     last = tmp_path / "default" / "checkpoints" / "last.ckpt"
