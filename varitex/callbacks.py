@@ -13,6 +13,7 @@ Every ``display_freq`` training batches, and for the first batch of the next val
     <stage>/neural_texture      first item: texture channels, sampled face and additive feature images
 """
 import contextlib
+import time
 
 import torch
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
@@ -26,14 +27,28 @@ N_INTERPOLATION = 5
 
 
 class LossProgressBar(TQDMProgressBar):
-    """Lightning's progress bar, showing the latest value of every ``train/*`` loss the module logs."""
+    """Lightning's progress bar, showing the latest value of every ``train/*`` loss the module logs.
+
+    Reading a loss on a GPU waits for the step to finish, so the values are read at most every
+    LOSS_REFRESH_S seconds: every step when steps are slower (a CPU), without a host-device sync per step
+    on a fast GPU.
+    """
+
+    LOSS_REFRESH_S = 0.5
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._losses, self._losses_read_at = {}, None
 
     def get_metrics(self, trainer, pl_module):
         metrics = super().get_metrics(trainer, pl_module)
         metrics.pop("v_num", None)
-        for name, value in trainer.callback_metrics.items():
-            if name.startswith("train/"):
-                metrics[name[len("train/"):]] = f"{float(value):.3g}"
+        now = time.monotonic()
+        if self._losses_read_at is None or now - self._losses_read_at >= self.LOSS_REFRESH_S:
+            self._losses = {name[len("train/"):]: f"{float(value):.3g}"
+                            for name, value in trainer.callback_metrics.items() if name.startswith("train/")}
+            self._losses_read_at = now
+        metrics.update(self._losses)
         return metrics
 
 
