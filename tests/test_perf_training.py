@@ -196,3 +196,17 @@ def test_training_data_loader_uses_workers_with_persistent_processes(tiny_world,
     assert train_loader.num_workers == opt.num_workers and train_loader.persistent_workers
     assert train_loader.pin_memory == torch.cuda.is_available()
     assert val_loader.batch_size == train_loader.batch_size == 2
+
+
+def test_progress_bar_reads_losses_at_most_every_refresh_interval():
+    from types import SimpleNamespace
+
+    from varitex.callbacks import LossProgressBar
+
+    trainer = SimpleNamespace(callback_metrics={"train/kl": torch.tensor(2.0)}, progress_bar_metrics={}, loggers=[])
+    bar = LossProgressBar()
+    assert bar.get_metrics(trainer, None)["kl"] == "2"
+    trainer.callback_metrics["train/kl"] = torch.tensor(3.0)
+    assert bar.get_metrics(trainer, None)["kl"] == "2"  # within LOSS_REFRESH_S: no read, so no GPU sync
+    bar.LOSS_REFRESH_S = 0.0
+    assert bar.get_metrics(trainer, None)["kl"] == "3"
