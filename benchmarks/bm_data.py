@@ -9,7 +9,7 @@ photo-like content and compression, 512x512 uv/segmentation arrays, image_h 256)
 
     python benchmarks/bm_data.py                 # FFHQ sizes
     python benchmarks/bm_data.py --smoke         # small and quick
-    python benchmarks/bm_data.py --workers 8     # adds a DataLoader run with 8 workers
+    python benchmarks/bm_data.py --workers 4 8 16  # adds DataLoader runs with 4, 8 and 16 workers
 """
 import argparse
 import json
@@ -100,8 +100,8 @@ def loader_images_per_s(dataset, workers, batch_size, n_batches):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="small files (256 PNGs, 128 arrays), fewer items")
-    parser.add_argument("--workers", type=int, default=os.cpu_count(),
-                        help="a further DataLoader run with this many workers (default: the CPU count)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[os.cpu_count()],
+                        help="further DataLoader runs with these numbers of workers (default: the CPU count)")
     parser.add_argument("--n_images", type=int, default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -132,7 +132,7 @@ def main():
                                   "ms_per_item": round(wall, 2), "cpu_ms_per_item": round(cpu, 2),
                                   "load_average": os.getloadavg()[0], **sizes}), flush=True)
         n_batches = 4 if args.smoke else 12
-        for workers in sorted({1, 2, args.workers}):
+        for workers in sorted({1, 2, *args.workers}):
             for cached in (False, True):
                 rate = loader_images_per_s(dataset(True, cache if cached else None), workers, 7, n_batches)
                 print(json.dumps({"bench": "dataloader", "workers": workers, "batch_size": 7, "augmentation": True,
