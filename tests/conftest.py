@@ -8,6 +8,10 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED = PROJECT_ROOT.parent / "shared"
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda: needs a CUDA GPU, skipped without one (run by benchmarks/gpu_check.sh)")
+
+
 def shared_path(*parts):
     """Path inside ``../shared``; skips the test when the folder is absent (fails in CI, where it must exist)."""
     path = SHARED.joinpath(*parts)
