@@ -85,12 +85,14 @@ def main():
     parser.add_argument("--perspective_correct", action="store_true")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's default, one per core)")
+    parser.add_argument("--devices", nargs="+", default=None, choices=["cpu", "cuda"],
+                        help="devices to time (default: the CPU, and CUDA when available)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     vertices, faces, uvs = bfm_sized_mesh()
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    devices = args.devices or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for device in devices:
         for batch in args.batches:
             posed = posed_batch(vertices, batch, device)
