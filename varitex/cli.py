@@ -29,6 +29,7 @@ DEMO_OPTIONS = dict(
     lambda_vgg=0.0,             # VGG-19 ImageNet weights cannot be downloaded offline
     no_lpips=True,              # neither can LPIPS' AlexNet weights (the module says so once)
     lambda_gan=0.0,             # no discriminator: its step recomputes the generator, a third of the time
+    transform_mode="f",         # flips only: the full affine augmentation slows down so short a run
     batch_size=2,               # twice the updates of batch 4 for the same compute; learns faster here
     max_epochs=1,               # 90 steps, the 180 training images once
     display_freq=90,            # pictures once, at the end of the epoch
