@@ -13,6 +13,7 @@ setup(
         "torch>=2.1",
         "torchvision>=0.16",
         "lightning>=2.1",
+        "torchmetrics",
         "numpy",
         "scipy",
         "h5py",
