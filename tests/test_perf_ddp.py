@@ -8,7 +8,7 @@ from pathlib import Path
 TESTS = Path(__file__).resolve().parent
 TINY = ["--image_h", "32", "--image_w", "32", "--texture_dim", "128", "--latent_dim", "16", "--nc_feature2image",
         "8", "--feature2image_num_layers", "3", "--nc_discriminator", "8", "--lambda_vgg", "0", "--no_lpips",
-        "--batch_size", "2", "--num_workers", "0", "--device", "cpu", "--max_epochs", "1"]
+        "--batch_size", "2", "--num_workers", "0", "--device", "cpu", "--max_epochs", "1", "--display_freq", "2"]
 
 
 def world_flags(root, path_out):
@@ -32,6 +32,6 @@ def test_ddp_with_two_cpu_processes_keeps_the_ranks_identical(tiny_world, tmp_pa
     assert ranks[0]["parameters"] == ranks[1]["parameters"]
     # Validation ran on different halves of the val split; the logged value is synced (sync_dist).
     assert ranks[0]["val_psnr"] == ranks[1]["val_psnr"] and ranks[0]["val_psnr"] > 0
-    # Pictures: rank 0 only, for training batch 0 and for the validation after it.
+    # Pictures: rank 0 only, after training batch display_freq=2 and for the validation after it.
     assert [r["image_log_calls"] for r in ranks] == [2, 0]
     assert (tmp_path / "out" / "default" / "checkpoints" / "last.ckpt").is_file()  # written once, by rank 0
