@@ -76,15 +76,17 @@ class TinyPipeline(torch.nn.Module):
         return self.generator(batch)
 
 
-def test_precise_batchnorm_averages_training_batches_and_restores_the_module():
-    batches = [torch.tensor([[0.0, 1.0], [2.0, 3.0]]), torch.tensor([[4.0, 5.0], [6.0, 9.0]]),
-               torch.full((2, 2), 100.0)]
+def test_precise_batchnorm_uses_batches_of_8_and_restores_the_module():
+    rows = [torch.tensor([float(i), float(i * i)]) for i in range(8)]
     pipeline = TinyPipeline().eval()
-    trainer = SimpleNamespace(train_dataloader=batches, strategy=SimpleNamespace(batch_to_device=lambda b: b))
-    PreciseBatchNorm(n_batches=2).recompute(trainer, pipeline)
+    trainer = SimpleNamespace(train_dataloader=SimpleNamespace(dataset=rows),
+                              strategy=SimpleNamespace(batch_to_device=lambda b: b))
+    precise = PreciseBatchNorm(n_images=8, batch_size=2)
+    assert (precise.batch_size, precise.n_batches) == (8, 1)
+    precise.recompute(trainer, pipeline)
+    data = torch.stack(rows)
     bn = pipeline.generator
-    assert bn.running_mean.tolist() == [3.0, 4.5]  # mean of the batch means (1, 2) and (5, 7); batch 3 unused
-    assert bn.running_var.tolist() == [2.0, 5.0]   # mean of the unbiased batch variances (2, 2) and (2, 8)
+    assert torch.allclose(bn.running_mean, data.mean(0)) and torch.allclose(bn.running_var, data.var(0))
     assert bn.momentum == 0.1 and not pipeline.training
 
 

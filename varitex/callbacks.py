@@ -54,16 +54,22 @@ class LossProgressBar(TQDMProgressBar):
 
 class PreciseBatchNorm(Callback):
     """Before each validation (and at the end of an epoch without one), replace the generator's BatchNorm
-    running statistics by their exact average over ``n_batches`` training batches with the current weights
+    running statistics by their exact average over ``n_images`` training images with the current weights
     ("precise BN", Wu & Johnson 2021). Training itself is unchanged (it normalizes with batch statistics);
     validation, checkpoints and inference then see statistics that match the weights.
 
+    The averages are taken over batches of at least ``min_batch`` images even when training uses smaller
+    ones: the layers below each BatchNorm run in training mode meanwhile, and with batches of 2 their
+    outputs are too far from what they give in eval mode.
+
     Args:
-        n_batches: training batches to average over (drawn from the training DataLoader, augmentation on).
+        n_images: training images to average over (augmentation as in training).
+        batch_size: the training batch size.
     """
 
-    def __init__(self, n_batches):
-        self.n_batches = n_batches
+    def __init__(self, n_images, batch_size, min_batch=8):
+        self.batch_size = max(batch_size, min_batch)
+        self.n_batches = max(1, n_images // self.batch_size)
 
     def on_validation_start(self, trainer, pl_module):
         if not trainer.sanity_checking:
@@ -75,6 +81,8 @@ class PreciseBatchNorm(Callback):
 
     @torch.no_grad()
     def recompute(self, trainer, pl_module):
+        from torch.utils.data import DataLoader
+
         layers = [m for m in pl_module.generator.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
         momenta = [layer.momentum for layer in layers]
         for layer in layers:
@@ -82,7 +90,8 @@ class PreciseBatchNorm(Callback):
             layer.momentum = None  # cumulative average over the batches below
         was_training = pl_module.training
         pl_module.train()
-        for index, batch in enumerate(trainer.train_dataloader):
+        loader = DataLoader(trainer.train_dataloader.dataset, batch_size=self.batch_size, shuffle=True)
+        for index, batch in enumerate(loader):
             if index == self.n_batches:
                 break
             pl_module(trainer.strategy.batch_to_device(batch))

@@ -35,7 +35,7 @@ DEMO_OPTIONS = dict(
     display_freq=90,            # pictures once, at the end of the epoch
     num_workers=1,
     keep_checkpoints=1,
-    precise_bn=10,              # 40 images; the running statistics of so short a run lag its weights
+    precise_bn=64,              # images; the running statistics of so short a run lag its weights
     n=4,                        # inference: 4 val images, 3 x 7 poses each in modes posed and random
 )
 DEMO_CHECKPOINT = os.path.join("demo", "checkpoints", "last.ckpt")  # below path_out

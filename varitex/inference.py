@@ -62,8 +62,10 @@ def parse_options(argv=None):
 
     opt = EvalOptions().parse(argv)
     explicit = cli.explicit_flags(EvalOptions, argv)
+    if "dataset_split" not in explicit:
+        opt.dataset_split = "val"  # the authors' inference always ran on the val split
     if opt.demo:
-        cli.apply_demo_options(opt, explicit)
+        cli.apply_demo_options(opt, explicit | {"batch_size"})  # the demo's training batch is not inference's
         if not opt.checkpoint:
             opt.checkpoint = cli.demo_checkpoint_path(opt)
             if not os.path.isfile(opt.checkpoint):

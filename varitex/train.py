@@ -126,7 +126,7 @@ def make_trainer(opt, run_dir, train_loader, extra_callbacks=()):
         enable_version_counter=False)  # re-running a command overwrites its own run's files
     callbacks = [checkpoints, LossProgressBar(), ImageLogCallback(opt), *extra_callbacks]
     if opt.precise_bn > 0:
-        callbacks.append(PreciseBatchNorm(opt.precise_bn))
+        callbacks.append(PreciseBatchNorm(opt.precise_bn, opt.batch_size))
     return L.Trainer(
         accelerator="cpu" if opt.device == "cpu" else "auto",
         devices=_devices(opt.devices), num_nodes=opt.num_nodes, strategy=performance.training_strategy(opt),

@@ -44,9 +44,10 @@ class TrainOptions(BaseOptions):
                             help="newest epoch checkpoints to keep (-1: all); last.ckpt links to the newest")
         parser.add_argument("--precise_bn", default=0, type=int,
                             help="before each validation, recompute the generator's BatchNorm statistics as the "
-                                 "average over this many training batches with the current weights (0: off, as "
-                                 "the authors). Short runs such as --demo need it: their running statistics "
-                                 "lag the fast-changing weights and eval-mode outputs diverge")
+                                 "average over this many training images (in batches of at least 8) with the "
+                                 "current weights (0: off, as the authors). Short runs such as --demo need it: "
+                                 "their running statistics lag the fast-changing weights and eval-mode outputs "
+                                 "diverge")
         # Speed and scale (docs/performance.md). Defaults reproduce the authors' numerics.
         parser.add_argument("--precision", default="32", choices=["32", "bf16-mixed", "16-mixed"],
                             help="Lightning precision; 32 reproduces the authors' training. bf16-mixed: autocast "
