@@ -1,6 +1,6 @@
 """Does the embedded demo learn? Reconstruction L2 on the demo's val split before and after training.
 
-    varitex-train --demo                             # first: the demo run (about 10 minutes on a laptop CPU)
+    varitex-train --demo                             # first: the demo run (about 6 minutes on a 2-core CPU)
     python benchmarks/demo_learning_curve.py [--checkpoint outputs/demo/checkpoints/last.ckpt]
                                              [--picture docs/demo_outputs.png]
 
@@ -11,8 +11,9 @@ Both run in eval mode with z = mu. Prints JSON lines:
     {"model": "trained", "val_l2": ..., "n_images": ..., "global_step": ..., "epoch": ...}
     {"val_l2_ratio": trained / initial}
 
-and writes a picture: per val image (rows) the input, the initial output, the trained output, and the
-trained model re-posed at yaw -45, -15, 15, 45 degrees (all outputs masked like inference).
+and writes a picture: per val image (rows) the input, the initial output and the trained output as the
+generator draws them (IMAGE_OUT, unmasked), the trained output masked like inference, and the trained model
+re-posed at yaw -45, -15, 15, 45 degrees (masked).
 """
 import argparse
 import json
@@ -84,11 +85,13 @@ def main(argv=None):
     posed = generate(trained, BFMUVFactory(opt), first[DIK.STYLE_LATENT_MU].repeat_interleave(len(YAWS), 0),
                      first[DIK.COEFF_SHAPE].repeat_interleave(len(YAWS), 0),
                      first[DIK.COEFF_EXPRESSION].repeat_interleave(len(YAWS), 0), thetas)
-    columns = [vis.unnormalize(first[DIK.IMAGE_IN]).unsqueeze(1),
-               torch.cat([masked(out) for out in out_initial])[:n].unsqueeze(1),
-               torch.cat([masked(out) for out in out_trained])[:n].unsqueeze(1),
-               masked(posed).view(n, len(YAWS), *posed[DIK.IMAGE_OUT].shape[1:])]
-    grid = vis.image_grid(torch.cat(columns, dim=1).flatten(0, 1), nrow=3 + len(YAWS))
+    columns = [vis.unnormalize(first[DIK.IMAGE_IN]),
+               torch.cat([vis.unnormalize(out[DIK.IMAGE_OUT]) for out in out_initial])[:n],
+               torch.cat([vis.unnormalize(out[DIK.IMAGE_OUT]) for out in out_trained])[:n],
+               torch.cat([masked(out) for out in out_trained])[:n]]
+    columns = [column.unsqueeze(1) for column in columns]
+    columns.append(masked(posed).view(n, len(YAWS), *posed[DIK.IMAGE_OUT].shape[1:]))
+    grid = vis.image_grid(torch.cat(columns, dim=1).flatten(0, 1), nrow=4 + len(YAWS))
     os.makedirs(os.path.dirname(os.path.abspath(args.picture)), exist_ok=True)
     vis.save_png(grid, args.picture)
     print(json.dumps({"picture": args.picture}), file=sys.stderr)

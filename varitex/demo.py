@@ -88,7 +88,7 @@ class Demo:
 
         For the embedded demo, the synthetic world is generated on first use and the demo checkpoint
         (``outputs/demo/checkpoints/last.ckpt``, as written by ``varitex-train --demo``) is trained if
-        it is missing, which takes about 10 minutes on a laptop CPU.
+        it is missing, which takes about 6 minutes on a 2-core CPU.
         """
         if os.environ.get("CP"):
             opt = EvalOptions().parse([])
@@ -102,7 +102,7 @@ class Demo:
         checkpoint = cli.demo_checkpoint_path(opt)
         if not os.path.isfile(checkpoint):
             print(f"$CP is not set and there is no demo checkpoint at {checkpoint}: training the demo model "
-                  f"(about 10 minutes on a laptop CPU) ...", file=sys.stderr)
+                  f"(about 6 minutes on a 2-core CPU) ...", file=sys.stderr)
             train.train(opt)
         return cls(checkpoint, device=device, dataroot_npy=opt.dataroot_npy, image_folder=opt.image_folder,
                    path_bfm=opt.path_bfm, path_uv=opt.path_uv)

@@ -1,7 +1,7 @@
 """Train VariTex (DESIGN.md section 3).
 
     python varitex/train.py [options]        # the authors' command line; paths default to $DP, $FP, $OP
-    python -m varitex.train --demo           # the embedded synthetic demo, about 10 minutes on a laptop CPU
+    python -m varitex.train --demo           # the embedded synthetic demo, about 6 minutes on a 2-core CPU
     varitex-train --checkpoint RUN/checkpoints/last.ckpt   # resume: weights, optimizers, epoch and step
 
 A run writes into ``path_out/experiment_name/``: ``opt.json``, ``checkpoints/`` (one per epoch and
