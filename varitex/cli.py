@@ -29,8 +29,8 @@ DEMO_OPTIONS = dict(
     lambda_vgg=0.0,             # VGG-19 ImageNet weights cannot be downloaded offline
     no_lpips=True,              # neither can LPIPS' AlexNet weights (the module says so once)
     lambda_gan=0.0,             # no discriminator: its step recomputes the generator, a third of the time
-    lr=1e-2,                    # 10x the authors': Adam moves each weight by about lr per step, and after
-                                # 90 steps at 1e-3 the val L2 is 1.17 (0.25 at 1e-2; the mean image: 0.27)
+    lr=5e-3,                    # 5x the authors': Adam moves each weight by about lr per step; after 90
+                                # steps the val L2 is 1.17 at 1e-3, 0.245 at 5e-3, 0.253 at 1e-2 (mean image 0.27)
     transform_mode="f",         # flips only: the full affine augmentation slows down so short a run
     batch_size=2,               # twice the updates of batch 4 for the same compute; learns faster here
     max_epochs=1,               # 90 steps, the 180 training images once
