@@ -57,11 +57,11 @@ def trainer(**kwargs):
 class RecordingPipeline(PipelineModule):
     """Records the discriminator as the generator step leaves it."""
 
-    def _discriminator_step(self, batch, optimizer):
+    def _discriminator_step(self, batch, optimizer, fake=None):
         self.discriminator_after_generator_step = {name: p.detach().clone()
                                                    for name, p in self.discriminator.named_parameters()}
         self.discriminator_grads_after_generator_step = [p.grad for p in self.discriminator.parameters()]
-        return super()._discriminator_step(batch, optimizer)
+        return super()._discriminator_step(batch, optimizer, fake)
 
 
 @pytest.fixture(scope="module")

@@ -177,12 +177,9 @@ class PipelineModule(pl.LightningModule):
         optimizers = self.optimizers()
         if not isinstance(optimizers, (list, tuple)):
             optimizers = [optimizers]
-        _, fake = self._generator_step(batch, optimizers[0])
+        fake = self._generator_step(batch, optimizers[0])
         if len(optimizers) > 1:
-            if self.opt.reuse_generator_output:
-                self._discriminator_step(batch, optimizers[1], fake=fake)
-            else:
-                self._discriminator_step(batch, optimizers[1])
+            self._discriminator_step(batch, optimizers[1], fake=fake if self.opt.reuse_generator_output else None)
 
     def _optimize(self, optimizer, loss_fn):
         """One step of ``optimizer`` on ``loss_fn()["loss"]`` with every other parameter frozen; returns the terms."""
@@ -201,7 +198,7 @@ class PipelineModule(pl.LightningModule):
         iteration, as in the authors' training, because it runs in training mode).
 
         Returns:
-            (loss terms, IMAGE_OUT of this step's generator forward, detached).
+            IMAGE_OUT (B, 3, H, W) of this step's generator forward, detached.
         """
         outputs = {}
 
@@ -215,7 +212,7 @@ class PipelineModule(pl.LightningModule):
         # Authors' quirk: train/loss is the UNWEIGHTED sum of the terms, not the optimized loss.
         logged["train/loss"] = sum(logged.values())
         self.log_dict(logged, batch_size=batch[DIK.IMAGE_IN].shape[0])
-        return terms, outputs[DIK.IMAGE_OUT].detach()
+        return outputs[DIK.IMAGE_OUT].detach()
 
     def _discriminator_step(self, batch, optimizer, fake=None):
         """Discriminator update on a fresh generator sample, the authors' way, or on ``fake`` (B, 3, H, W) when
