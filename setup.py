@@ -31,6 +31,6 @@ setup(
     entry_points={"console_scripts": [
         "varitex-train = varitex.train:main",
         "varitex-inference = varitex.inference:main",
-        "varitex-make-demo = varitex.data.synthetic:main",
+        "varitex-make-demo = varitex.demo_world.world:main",
     ]},
 )

@@ -24,13 +24,13 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from varitex import cli
+from varitex.options import settings as cli
 from varitex import visualization as vis
 from varitex.data.keys_enum import DataItemKey as DIK
 from varitex.data.npy_dataset import NPYDataset
 from varitex.demo import generate
 from varitex.geometry import BFMUVFactory
-from varitex.modules.checkpoint import load_pipeline, read_checkpoint
+from varitex.checkpoints import load_pipeline, read_checkpoint
 from varitex.modules.pipeline import PipelineModule
 from varitex.train import SEED, parse_options
 

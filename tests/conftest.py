@@ -29,7 +29,7 @@ def tiny_world(tmp_path_factory):
 
     Layout as the authors' data (DP=root, FP=root); split train 8 images / val 4 (the last identity).
     """
-    from varitex.data.synthetic import ensure_demo_world
+    from varitex.demo_world.world import ensure_demo_world
 
     return ensure_demo_world(tmp_path_factory.mktemp("tiny_world"), n_images=12, image_size=64, array_size=64,
                              images_per_identity=4)

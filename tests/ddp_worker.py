@@ -9,7 +9,7 @@ import json
 import os
 import sys
 
-from perf_helpers import NARROW_DECODERS
+from helpers import NARROW_DECODERS
 from varitex import callbacks, train
 from varitex.modules import decoder
 

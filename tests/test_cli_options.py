@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from varitex import cli, inference, train
+from varitex import inference, train
+from varitex.options import settings as cli
 from varitex.options import EvalOptions, TrainOptions
 
 BASE_OPTIONS = ["dataroot_npy", "image_folder", "path_out", "path_bfm", "path_uv", "device", "dataset",
@@ -53,7 +54,7 @@ def test_merge_keeps_paths_and_explicit_flags_and_takes_the_rest():
 
 
 def test_demo_options_point_at_the_demo_world_and_flags_win(tiny_world, monkeypatch):
-    monkeypatch.setattr("varitex.data.synthetic.ensure_demo_world", lambda root=None, **kwargs: tiny_world)
+    monkeypatch.setattr("varitex.demo_world.world.ensure_demo_world", lambda root=None, **kwargs: tiny_world)
     monkeypatch.setenv("DP", "/somewhere/else")
     opt = train.parse_options(["--demo", "--image_h", "128", "--image_w", "128"])
     assert opt.dataroot_npy == str(tiny_world / "FFHQ" / "preprocessed_dataset")

@@ -19,8 +19,8 @@ from lightning.pytorch.callbacks import Callback
 from PIL import Image
 
 from varitex import callbacks, inference, train
-from varitex.data.synthetic import ensure_demo_world
-from varitex.modules.checkpoint import load_pipeline, read_checkpoint
+from varitex.demo_world.world import ensure_demo_world
+from varitex.checkpoints import load_pipeline, read_checkpoint
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--image_h", "64", "--image_w", "64", "--texture_dim", "128", "--nc_feature2image", "8", "--lambda_vgg",

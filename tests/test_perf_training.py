@@ -15,7 +15,7 @@ from varitex.data.keys_enum import DataItemKey as DIK
 from varitex.modules.pipeline import PipelineModule
 from varitex.options import TrainOptions
 
-from perf_helpers import narrow_decoders, one_thread
+from helpers import narrow_decoders, one_thread
 
 SIZE = 16
 TINY = ["--image_h", str(SIZE), "--image_w", str(SIZE), "--texture_dim", "128", "--latent_dim", "16",

@@ -11,8 +11,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from varitex.data.keys_enum import DataItemKey as DIK
-from varitex.modules.checkpoint import load_pipeline, read_checkpoint
-from varitex.modules.model_options import options_to_dict
+from varitex.checkpoints import load_pipeline, read_checkpoint
+from varitex.modules.configs import options_to_dict
 from varitex.modules.pipeline import PipelineModule
 from varitex.modules.pretrained import MissingPretrainedWeightsError
 from varitex.options import TrainOptions

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import torch
 
-from varitex import cli
+from varitex.options import settings as cli
 from varitex import visualization as vis
 from varitex.data.keys_enum import DataItemKey as DIK
 from varitex.options import EvalOptions, require_path
@@ -68,7 +68,7 @@ class Demo:
 
     def __init__(self, checkpoint, device=None, **options):
         from varitex.geometry import BFMUVFactory
-        from varitex.modules.checkpoint import load_pipeline, read_checkpoint
+        from varitex.checkpoints import load_pipeline, read_checkpoint
 
         opt = EvalOptions().parse([])
         opt.checkpoint = cli.require_file(checkpoint, "checkpoint")

@@ -31,7 +31,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from varitex import cli
+from varitex.options import settings as cli
 from varitex import visualization as vis
 from varitex.data.keys_enum import DataItemKey as DIK
 from varitex.demo import generate
@@ -58,7 +58,7 @@ def parse_options(argv=None):
 
     Architecture options come from the checkpoint (or from --path_opt, an opt.json); flags still win.
     """
-    from varitex.modules.checkpoint import read_checkpoint
+    from varitex.checkpoints import read_checkpoint
 
     opt = EvalOptions().parse(argv)
     explicit = cli.explicit_flags(EvalOptions, argv)
@@ -90,7 +90,7 @@ class Inference:
 
     def __init__(self, opt):
         from varitex.geometry import BFMUVFactory
-        from varitex.modules.checkpoint import load_pipeline
+        from varitex.checkpoints import load_pipeline
 
         self.opt = opt
         self.device = torch.device(opt.device)

@@ -22,7 +22,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerStatus
 from torch.utils.data import DataLoader
 
-from varitex import cli, performance
+from varitex import performance
+from varitex.options import settings as cli
 from varitex.callbacks import ImageLogCallback, LossProgressBar, PreciseBatchNorm
 from varitex.options import TrainOptions, require_path
 
@@ -41,7 +42,7 @@ def parse_options(argv=None):
     if opt.demo:
         cli.apply_demo_options(opt, explicit)
     if opt.checkpoint:
-        from varitex.modules.checkpoint import read_checkpoint
+        from varitex.checkpoints import read_checkpoint
         saved = read_checkpoint(cli.require_file(opt.checkpoint, "checkpoint")).get("varitex_opt")
         if saved:
             cli.merge_saved_options(opt, saved, explicit)
@@ -85,7 +86,7 @@ def make_model(opt):
         optimizer states, epoch and step); None for a fresh run or the authors' Lightning-1.x checkpoint,
         whose weights are loaded and whose training schedule starts again at epoch 0.
     """
-    from varitex.modules.checkpoint import load_pipeline, read_checkpoint
+    from varitex.checkpoints import load_pipeline, read_checkpoint
     from varitex.modules.pipeline import PipelineModule
 
     if not opt.checkpoint:

@@ -22,7 +22,7 @@ from varitex.modules.generator import Generator
 from varitex.modules.loss import (VGG19Loss, feature_matching_loss, kl_divergence, l2_loss, multiscale_gan_loss,
                                   rgb_texture_loss, segmentation_loss)
 from varitex.modules.metrics import LPIPSMetric, psnr, ssim
-from varitex.modules.model_options import complete_options, options_to_dict
+from varitex.modules.configs import complete_options, options_to_dict
 from varitex.modules.pretrained import MissingPretrainedWeightsError, torchvision_cache_file
 
 # Generator loss terms -> (weighting option, name the authors log it under).

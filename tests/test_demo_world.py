@@ -8,9 +8,9 @@ import torch
 from PIL import Image
 from scipy.ndimage import binary_fill_holes
 
-from varitex.data import synthetic
+from varitex.demo_world import world as synthetic
 from varitex.data.keys_enum import DIK
-from varitex.data.synthetic_appearance import LABELS
+from varitex.demo_world.appearance import LABELS
 from varitex.geometry import BFM2017, BFMUVFactory
 
 N_TINY, SIZE_TINY = 12, 64

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from varitex.modules.model_options import ARCHITECTURE_OPTIONS, as_dict
+from varitex.modules.configs import ARCHITECTURE_OPTIONS, as_dict
 from varitex.modules.pipeline import PipelineModule
 from varitex.options import varitex_default_options
 

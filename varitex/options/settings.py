@@ -66,7 +66,7 @@ def apply_demo_options(opt, explicit):
     Explicit command-line flags win over the demo settings; environment variables do not (--demo always
     uses the demo world). Outputs go to ``./outputs`` unless --path_out is given.
     """
-    from varitex.data.synthetic import ensure_demo_world
+    from varitex.demo_world.world import ensure_demo_world
 
     root = str(ensure_demo_world())
     demo_paths = dict(
