@@ -38,6 +38,7 @@ from common import (SMOKE_FLAGS, IterationTimer, default_device, device_facts, p
 from varitex import performance, train  # noqa: E402
 from varitex.modules.pipeline import PipelineModule  # noqa: E402
 from varitex.options import TrainOptions  # noqa: E402
+from varitex.safe_io import load_string_array  # noqa: E402
 
 PER_ROW_ARRAYS = ("R", "t", "s", "sp", "ep", "segmentation", "uv")
 
@@ -45,7 +46,7 @@ PER_ROW_ARRAYS = ("R", "t", "s", "sp", "ep", "segmentation", "uv")
 def tile_rows(data, rows):
     """Repeat every per-item array (and filename.npy) of ``data`` to ``rows`` rows; all rows go to 'train'."""
     for name in PER_ROW_ARRAYS + ("filename",):
-        array = np.load(data / f"{name}.npy", allow_pickle=name == "filename")
+        array = load_string_array(data / "filename.npy") if name == "filename" else np.load(data / f"{name}.npy")
         np.save(data / f"{name}.npy", array[np.arange(rows) % len(array)])
     np.savez(data / "dataset_splits.npz", train=np.arange(rows), val=np.arange(0))
 

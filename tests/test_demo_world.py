@@ -20,7 +20,7 @@ FACE_LABELS = {LABELS[name] for name in ("skin", "nose", "left_eye", "right_eye"
 
 def _arrays(root):
     folder = root / synthetic.ARRAY_DIR
-    arrays = {name: np.load(folder / f"{name}.npy", allow_pickle=name == "filename") for name in synthetic.ARRAY_NAMES}
+    arrays = {name: np.load(folder / f"{name}.npy") for name in synthetic.ARRAY_NAMES}  # no pickle needed
     arrays.update(np.load(folder / "dataset_splits.npz"))
     return arrays
 
@@ -36,7 +36,7 @@ def test_world_has_the_authors_layout_shapes_and_dtypes(tiny_world):
     n, s = N_TINY, SIZE_TINY
     expected = {"R": ((n, 3, 3), np.float32), "t": ((n, 3), np.float32), "s": ((n, 1), np.float32),
                 "sp": ((n, 199), np.float32), "ep": ((n, 100), np.float32),
-                "segmentation": ((n, s, s), np.uint8), "uv": ((n, s, s, 2), np.float32), "filename": ((n,), object)}
+                "segmentation": ((n, s, s), np.uint8), "uv": ((n, s, s, 2), np.float32), "filename": ((n,), np.dtype("<U5"))}
     for name, (shape, dtype) in expected.items():
         assert a[name].shape == shape, name
         assert a[name].dtype == dtype, name

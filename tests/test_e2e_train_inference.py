@@ -108,7 +108,7 @@ def authors_inference(run, tmp_path_factory):
                              "val"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     split = np.load(world / "FFHQ" / "preprocessed_dataset" / "dataset_splits.npz")["val"]
-    stem = str(np.load(world / "FFHQ" / "preprocessed_dataset" / "filename.npy", allow_pickle=True)[split[0]])
+    stem = str(np.load(world / "FFHQ" / "preprocessed_dataset" / "filename.npy")[split[0]])
     return dict(root=path_out / "inference_val", stdout=result.stdout, stem=stem, world=world, env=env)
 
 

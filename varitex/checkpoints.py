@@ -15,10 +15,12 @@ import warnings
 from pathlib import Path
 
 import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from varitex.modules.configs import ARCHITECTURE_OPTIONS, as_dict
 from varitex.modules.pipeline import PipelineModule
 from varitex.options import varitex_default_options
+from varitex.safe_io import ZIP_MAGICS, DataFileError, atomic_write
 
 # Modules whose classes a checkpoint may reference by name only (callback keys, enums): replaced by stand-ins.
 STAND_IN_MODULES = ("pytorch_lightning.", "lightning.", "lightning_fabric.", "varitex.")
@@ -56,32 +58,76 @@ def read_checkpoint(path, map_location="cpu", weights_only=True):
     Args:
         path: a ``.ckpt`` file (ours or the authors').
         map_location: passed to torch.load.
-        weights_only: True (default): safe loading, see the module docstring. False runs the full unpickler:
-            only for files you trust.
+        weights_only: True (default): safe loading, see the module docstring. False runs the full unpickler.
     Raises:
         FileNotFoundError: no such file.
-        ValueError: the file references other classes, which safe loading refuses (they are listed).
+        DataFileError (a ValueError): the file is empty, truncated or not a PyTorch checkpoint, holds
+            something other than a checkpoint dictionary (e.g. a bare tensor), or references classes that
+            safe loading refuses (they are listed; nothing in the file was run).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if _first_bytes(path) not in ZIP_MAGICS:
+        size = path.stat().st_size
+        what = "is empty (0 bytes)" if size == 0 else f"is not a PyTorch checkpoint ({size} bytes that are not " \
+                                                       f"the zip archive torch.save writes): corrupted or another file"
+        raise DataFileError(f"checkpoint {path} {what}")
     if not weights_only:
-        return torch.load(path, map_location=map_location, weights_only=False)
+        checkpoint = torch.load(path, map_location=map_location, weights_only=False)
+    else:
+        checkpoint = _load_weights_only(path, map_location)
+    if not isinstance(checkpoint, dict):
+        raise DataFileError(f"checkpoint {path} holds a {type(checkpoint).__name__}, not a checkpoint dictionary "
+                            f"(expected a Lightning checkpoint with 'state_dict')")
+    return checkpoint
+
+
+def _first_bytes(path, n=4):
+    with open(path, "rb") as file:
+        return file.read(n)
+
+
+def _load_weights_only(path, map_location):
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         try:
             names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-        except Exception:
+        except Exception:  # a file too broken to list; the first error says what is wrong
             names = []
         foreign = [name for name in names if not name.startswith(STAND_IN_MODULES)]
-        if not names or foreign:
-            refused = foreign or f"objects it does not allow ({str(error).splitlines()[0]})"
-            raise ValueError(
-                f"checkpoint {path} cannot be loaded safely (weights_only=True): it references {refused}. "
-                f"If you trust the file, use read_checkpoint(path, weights_only=False)") from None
+        if not names:
+            raise DataFileError(f"checkpoint {path} is corrupted: its pickled content cannot be read "
+                                f"({str(error).splitlines()[0]})") from None
+        if foreign:
+            raise DataFileError(f"checkpoint {path} references {', '.join(foreign)}, which a checkpoint of this "
+                                f"project never contains; it was not loaded (nothing in it was run)") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        raise DataFileError(f"checkpoint {path} is truncated or corrupted ({str(error).splitlines()[0]})") from None
     with torch.serialization.safe_globals([(_stand_in(name), name) for name in names]):
         return torch.load(path, map_location=map_location, weights_only=True)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, writing each local file atomically (safe_io.atomic_write): an interrupted
+    or disk-full save leaves the previous file, never a truncated one under the checkpoint's name."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None):
+        if "://" in str(path):  # remote file systems: Lightning's own writer
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path) as file:
+            torch.save(checkpoint, file)
+
+
+def stored_options(checkpoint, path):
+    """The options a checkpoint of ours stores (``varitex_opt``), {} for the authors' (which store none)."""
+    saved = checkpoint.get("varitex_opt") or {}
+    if not isinstance(saved, dict):
+        raise DataFileError(f"checkpoint {path}: 'varitex_opt' is a {type(saved).__name__}, expected the "
+                            f"dictionary of options")
+    return saved
 
 
 def checkpoint_options(stored, opt=None):
@@ -138,6 +184,18 @@ def check_state_dict(pipeline, state_dict, source="checkpoint"):
         f"discriminator keys " + "; ".join(problems))
 
 
+def check_finite_weights(state_dict, source):
+    """Raise DataFileError naming the first entry of ``state_dict`` that is not a tensor or holds NaN/infinity
+    (such weights render black or garbage pictures without any other error)."""
+    for key, value in state_dict.items():
+        if not isinstance(value, torch.Tensor):
+            raise DataFileError(f"{source}: state_dict entry '{key}' is a {type(value).__name__}, not a tensor")
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            bad = int((~torch.isfinite(value)).sum())
+            raise DataFileError(f"{source}: weight '{key}' holds {bad} non-finite values (NaN or infinity); "
+                                f"the training that wrote it diverged or the file is corrupted")
+
+
 def load_pipeline(path, opt=None, map_location="cpu", weights_only=True):
     """Build a PipelineModule for the checkpoint ``path`` and load its weights; returned in eval mode.
 
@@ -149,11 +207,12 @@ def load_pipeline(path, opt=None, map_location="cpu", weights_only=True):
         FileNotFoundError, ValueError: see read_checkpoint; CheckpointMismatchError: keys listed.
     """
     checkpoint = read_checkpoint(path, map_location=map_location, weights_only=weights_only)
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
-        raise ValueError(f"{path} is not a Lightning checkpoint: no 'state_dict' entry (found {found})")
+    if "state_dict" not in checkpoint or not isinstance(checkpoint["state_dict"], dict):
+        found = _listed(sorted(map(str, checkpoint)))
+        raise DataFileError(f"{path} is not a Lightning checkpoint: no 'state_dict' dictionary (found {found})")
     state_dict = checkpoint["state_dict"]
-    pipeline = PipelineModule(checkpoint_options(checkpoint.get("varitex_opt"), opt))
+    check_finite_weights(state_dict, f"checkpoint {path}")
+    pipeline = PipelineModule(checkpoint_options(stored_options(checkpoint, path), opt))
     check_state_dict(pipeline, state_dict, source=f"checkpoint {path}")
     pipeline.load_state_dict(state_dict, strict=False)
     lpips_state = {key[len("metric_lpips."):]: value for key, value in state_dict.items()

@@ -18,6 +18,7 @@ from varitex.options import settings as cli
 from varitex import visualization as vis
 from varitex.data.keys_enum import DataItemKey as DIK
 from varitex.options import EvalOptions, require_path
+from varitex.safe_io import load_npy
 
 
 def _batched(x, n, width):
@@ -68,11 +69,11 @@ class Demo:
 
     def __init__(self, checkpoint, device=None, **options):
         from varitex.geometry import BFMUVFactory
-        from varitex.checkpoints import load_pipeline, read_checkpoint
+        from varitex.checkpoints import load_pipeline, read_checkpoint, stored_options
 
         opt = EvalOptions().parse([])
         opt.checkpoint = cli.require_file(checkpoint, "checkpoint")
-        saved = read_checkpoint(checkpoint).get("varitex_opt") or {}
+        saved = stored_options(read_checkpoint(checkpoint), checkpoint)
         cli.merge_saved_options(opt, saved, explicit=set(options))
         for name, value in options.items():
             setattr(opt, name, value)
@@ -155,10 +156,22 @@ class Demo:
 
     def load_shape_expressions(self, split="val"):
         """BFM coefficients of a split of the preprocessed dataset: sp (N, K_shape), ep (N, K_expr) tensors."""
+        from varitex.data.npy_dataset import split_indices
+
         root = require_path(self.opt, "dataroot_npy")
-        indices = np.load(os.path.join(root, "dataset_splits.npz"))[split]
-        sp = np.load(os.path.join(root, "sp.npy"), mmap_mode="r")[indices]
-        ep = np.load(os.path.join(root, "ep.npy"), mmap_mode="r")[indices]
+        bfm = self.uv_factory.bfm
+        coefficients = {}
+        for name, width in (("sp", bfm.n_shape), ("ep", bfm.n_expression)):
+            path = os.path.join(root, f"{name}.npy")
+            array = load_npy(path, mmap=True, what="dataset file")
+            if array.ndim != 2 or array.shape[1] != width:
+                raise ValueError(f"{path} has shape {array.shape}; the face model {bfm.path} needs (N, {width})")
+            coefficients[name] = array
+        indices = split_indices(root, split, len(coefficients["sp"]))
+        sp, ep = (np.asarray(coefficients[name][indices]) for name in ("sp", "ep"))
+        for name, values in (("sp", sp), ("ep", ep)):
+            if not np.isfinite(values).all():
+                raise ValueError(f"{os.path.join(root, name + '.npy')} holds non-finite values in split '{split}'")
         return torch.as_tensor(np.asarray(sp), dtype=torch.float32), torch.as_tensor(np.asarray(ep), dtype=torch.float32)
 
     def load_latents(self, path=None, split="val"):
@@ -169,7 +182,8 @@ class Demo:
         """
         path = path or os.path.join(require_path(self.opt, "dataroot_npy"), "latents.npy")
         if os.path.isfile(path):
-            latents = torch.as_tensor(np.load(path), dtype=torch.float32)
+            from varitex.inference import load_latents
+            latents = torch.as_tensor(load_latents(path, -1, self.opt.latent_dim), dtype=torch.float32)
         else:
             latents = self._encode_split(split)
         return latents[:, 0], latents[:, 1]

@@ -15,9 +15,11 @@ Writes into ``path_out/inference_<split>/`` (the authors' folder in brackets):
                                                  random BFM shapes and expressions, same poses
                                                  [inference_posed_random]
 
-Every image is masked where SEGMENTATION_PREDICTED <= 0.7 (black background).
+Every image is masked where SEGMENTATION_PREDICTED <= 0.7 (black background). Each mode's folder is written
+anew: it replaces the folder of an earlier run as a whole once the mode has finished (no stale images stay
+beside new ones; an interrupted run leaves the earlier results as they were).
 """
-import json
+import contextlib
 import os
 import sys
 
@@ -36,6 +38,7 @@ from varitex import visualization as vis
 from varitex.data.keys_enum import DataItemKey as DIK
 from varitex.demo import generate
 from varitex.options import EvalOptions, require_path
+from varitex.safe_io import load_json, load_npy, replaced_folder, save_npy
 
 SEED = 1234
 MODES = ("reconstruction", "posed", "random")
@@ -58,10 +61,12 @@ def parse_options(argv=None):
 
     Architecture options come from the checkpoint (or from --path_opt, an opt.json); flags still win.
     """
-    from varitex.checkpoints import read_checkpoint
+    from varitex.checkpoints import read_checkpoint, stored_options
 
     opt = EvalOptions().parse(argv)
     explicit = cli.explicit_flags(EvalOptions, argv)
+    if opt.n == 0 or opt.n < -1:
+        raise ValueError(f"--n {opt.n}: give a positive number of samples, or -1 for the whole split")
     if "dataset_split" not in explicit:
         opt.dataset_split = "val"  # the authors' inference always ran on the val split
     if opt.demo:
@@ -72,10 +77,12 @@ def parse_options(argv=None):
                 raise FileNotFoundError(f"no demo checkpoint at {opt.checkpoint}: train it first with "
                                         f"`varitex-train --demo` (or pass --checkpoint)")
     require_path(opt, "checkpoint")
-    saved = read_checkpoint(cli.require_file(opt.checkpoint, "checkpoint")).get("varitex_opt")
+    saved = stored_options(read_checkpoint(cli.require_file(opt.checkpoint, "checkpoint")), opt.checkpoint)
     if opt.path_opt:
-        with open(cli.require_file(opt.path_opt, "path_opt")) as file:
-            saved = json.load(file)
+        saved = load_json(cli.require_file(opt.path_opt, "path_opt"), what="--path_opt file")
+        if not isinstance(saved, dict):
+            raise ValueError(f"--path_opt {opt.path_opt} holds a JSON {type(saved).__name__}, not the object of "
+                             f"options a training run writes to opt.json")
     if saved:
         # The batch size of inference is this machine's choice, not the training run's.
         cli.merge_saved_options(opt, saved, explicit | {"batch_size"})
@@ -103,6 +110,9 @@ class Inference:
         from varitex.data.npy_dataset import NPYDataset
 
         dataset = NPYDataset(self.opt, split=self.opt.dataset_split, augmentation=False)
+        dataset.check_not_empty("inference")
+        bfm = self.uv_factory.bfm
+        dataset.check_coefficient_widths(bfm.n_shape, bfm.n_expression, bfm.path)
         count = len(dataset) if n < 0 else min(n, len(dataset))
         return Subset(dataset, range(count))
 
@@ -123,8 +133,6 @@ class Inference:
             dict with filenames (N names), latents (N, 2, latent_dim) float32 numpy (mu, std),
             sp (N, 199) and ep (N, 100) tensors on the CPU.
         """
-        if folder is not None:
-            os.makedirs(folder, exist_ok=True)
         result = dict(filenames=[], latents=[], sp=[], ep=[])
         for batch in tqdm(self.loader(dataset), desc="reconstruction" if folder else "encoding", unit="batch"):
             batch = self.pipeline(self._to_device(batch), std_multiplier=0)
@@ -139,7 +147,7 @@ class Inference:
         result["latents"] = torch.cat(result["latents"]).numpy().astype(np.float32)
         result["sp"], result["ep"] = torch.cat(result["sp"]), torch.cat(result["ep"])
         if folder is not None:
-            np.save(os.path.join(folder, "latents.npy"), result["latents"])
+            save_npy(os.path.join(folder, "latents.npy"), result["latents"])
         return result
 
     @torch.no_grad()
@@ -168,30 +176,42 @@ class Inference:
         recon_folder = os.path.join(root, "reconstruction")
         encoded = None
         if "reconstruction" in modes or "posed" in modes:
-            encoded = self.encode(self.dataset(self.opt.n), recon_folder if "reconstruction" in modes else None)
+            dataset = self.dataset(self.opt.n)
+            with replaced_folder(recon_folder) if "reconstruction" in modes else contextlib.nullcontext() as folder:
+                encoded = self.encode(dataset, folder)
         if "posed" in modes:
             # Mode 2: each sample's own shape, expression and latent mean.
-            self.posed(encoded["filenames"], encoded["latents"][:, 0], encoded["sp"], encoded["ep"],
-                       os.path.join(root, "posed"), desc="posed")
+            with replaced_folder(os.path.join(root, "posed")) as folder:
+                self.posed(encoded["filenames"], encoded["latents"][:, 0], encoded["sp"], encoded["ep"], folder,
+                           desc="posed")
         if "random" in modes:
             # Mode 3: the latent means of mode 1 (latents.npy) with random BFM shapes and expressions.
             latents = encoded["latents"] if encoded else load_latents(os.path.join(recon_folder, "latents.npy"),
-                                                                      self.opt.n)
+                                                                      self.opt.n, self.opt.latent_dim)
             n = latents.shape[0]
             sp = self.uv_factory.bfm.sample_shape(n)
             ep = self.uv_factory.bfm.sample_expression(n)
             names = [f"{i:05d}" for i in range(n)]  # authors' naming: the row of latents.npy
-            self.posed(names, latents[:, 0], sp, ep, os.path.join(root, "random"), desc="random")
+            with replaced_folder(os.path.join(root, "random")) as folder:
+                self.posed(names, latents[:, 0], sp, ep, folder, desc="random")
         return root
 
 
-def load_latents(path, n):
-    """The first ``n`` rows (all for n < 0) of a latents.npy written by mode reconstruction: (n, 2, D)."""
+def load_latents(path, n, latent_dim):
+    """The first ``n`` rows (all for n < 0) of a latents.npy written by mode reconstruction: (n, 2, latent_dim)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} not found: --mode random uses the latents of mode reconstruction; "
                                 f"run --mode reconstruction first (or --mode all)")
-    latents = np.load(path)
-    return latents if n < 0 else latents[:n]
+    latents = load_npy(path, what="latents file")
+    if latents.ndim != 3 or latents.shape[1:] != (2, latent_dim) or latents.dtype.kind != "f":
+        raise ValueError(f"latents file {path} has shape {latents.shape} ({latents.dtype}); expected float "
+                         f"(N, 2, {latent_dim}): mu and std of each sample for this model's --latent_dim")
+    if not len(latents):
+        raise ValueError(f"latents file {path} holds no samples")
+    latents = latents if n < 0 else latents[:n]
+    if not np.isfinite(latents).all():
+        raise ValueError(f"latents file {path} holds non-finite values (NaN or infinity)")
+    return latents
 
 
 def selected_modes(mode_option):

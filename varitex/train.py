@@ -5,12 +5,17 @@
     varitex-train --checkpoint RUN/checkpoints/last.ckpt   # resume: weights, optimizers, epoch and step
 
 A run writes into ``path_out/experiment_name/``: ``opt.json``, ``checkpoints/`` (one per epoch and
-``last.ckpt``) and the logger's files (tensorboard events, or wandb).
+``last.ckpt``) and the logger's files (tensorboard events, or wandb). A folder that already holds a run is
+never reused silently: resume it (--checkpoint RUN/checkpoints/last.ckpt), pick another --experiment_name, or
+replace it with --overwrite. Checkpoints and opt.json are written atomically; resuming is exact
+(varitex.resume).
 """
-import json
 import math
 import os
+import shutil
 import sys
+import warnings
+from pathlib import Path
 
 if __name__ == "__main__" and not __package__:
     # Run as a script (`python varitex/train.py`): import the package from this checkout.
@@ -26,8 +31,11 @@ from varitex import performance
 from varitex.options import settings as cli
 from varitex.callbacks import ImageLogCallback, LossProgressBar, PreciseBatchNorm
 from varitex.options import TrainOptions, require_path
+from varitex.resume import EpochShuffle, ResumableTraining
+from varitex.safe_io import save_json
 
 SEED = 1234
+RUN_CONTENT = ("opt.json", "checkpoints", "logs", "wandb")  # what a training run writes into its folder
 VALIDATION_FRACTION = 0.25  # the authors validate on 25% of the val split
 
 
@@ -42,8 +50,8 @@ def parse_options(argv=None):
     if opt.demo:
         cli.apply_demo_options(opt, explicit)
     if opt.checkpoint:
-        from varitex.checkpoints import read_checkpoint
-        saved = read_checkpoint(cli.require_file(opt.checkpoint, "checkpoint")).get("varitex_opt")
+        from varitex.checkpoints import read_checkpoint, stored_options
+        saved = stored_options(read_checkpoint(cli.require_file(opt.checkpoint, "checkpoint")), opt.checkpoint)
         if saved:
             cli.merge_saved_options(opt, saved, explicit)
     for option in ("dataroot_npy", "image_folder", "path_bfm", "path_uv", "path_out"):
@@ -55,7 +63,11 @@ def parse_options(argv=None):
 
 
 def make_dataloaders(opt):
-    """(train_loader, val_loader or None) over NPYDataset; augmentation only for training."""
+    """(train_loader, val_loader or None) over NPYDataset; augmentation only for training.
+
+    The training order and augmentation come from an EpochShuffle sampler (``train_loader.sampler``), which
+    makes them a function of (SEED, epoch) so that resuming is exact.
+    """
     from varitex.data.npy_dataset import NPYDataset
 
     workers = dict(num_workers=opt.num_workers, persistent_workers=opt.num_workers > 0,
@@ -65,7 +77,9 @@ def make_dataloaders(opt):
     else:
         train_set = NPYDataset(opt, split="train", augmentation=True)
         val_set = NPYDataset(opt, split="val", augmentation=False)
-    train_loader = DataLoader(train_set, batch_size=opt.batch_size, shuffle=True, **workers)
+    train_set.check_not_empty("training")
+    sampler = EpochShuffle(len(train_set), opt.batch_size, SEED)
+    train_loader = DataLoader(train_set, batch_size=opt.batch_size, sampler=sampler, **workers)
     val_loader = None
     if val_set is not None and len(val_set) > 0:
         val_loader = DataLoader(val_set, batch_size=opt.batch_size, shuffle=False, **workers)
@@ -118,14 +132,18 @@ def _devices(value):
 
 
 def make_trainer(opt, run_dir, train_loader, extra_callbacks=()):
+    from varitex.checkpoints import AtomicCheckpointIO
+
     checkpoints = ModelCheckpoint(
         dirpath=os.path.join(run_dir, "checkpoints"),
         filename="epoch{epoch:03d}-step{step}", auto_insert_metric_name=False,
         save_top_k=opt.keep_checkpoints, every_n_epochs=1,
         save_last="link",              # last.ckpt is a link to the newest epoch file (a copy where links fail)
         save_on_exception=True,        # Ctrl-C or a crash leaves last.ckpt to resume from
-        enable_version_counter=False)  # re-running a command overwrites its own run's files
-    callbacks = [checkpoints, LossProgressBar(), ImageLogCallback(opt), *extra_callbacks]
+        enable_version_counter=False)  # one run per folder (check_run_folder), so no -v1 suffixes
+    # ResumableTraining first: it counts a batch as done before any later callback may interrupt the run.
+    callbacks = [ResumableTraining(train_loader.sampler, SEED), checkpoints, LossProgressBar(), ImageLogCallback(opt),
+                 *extra_callbacks]
     if opt.precise_bn > 0:
         callbacks.append(PreciseBatchNorm(opt.precise_bn, opt.batch_size))
     return L.Trainer(
@@ -134,6 +152,7 @@ def make_trainer(opt, run_dir, train_loader, extra_callbacks=()):
         precision=opt.precision, max_epochs=opt.max_epochs,
         logger=make_logger(opt, run_dir),
         callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
         fast_dev_run=opt.debug,
         log_every_n_steps=max(1, min(50, len(train_loader) // 4)),
         default_root_dir=run_dir,
@@ -141,11 +160,34 @@ def make_trainer(opt, run_dir, train_loader, extra_callbacks=()):
 
 
 def write_options(opt, run_dir):
-    """Write every option of this run to ``run_dir/opt.json`` (readable by inference and by the authors' code)."""
-    path = os.path.join(run_dir, "opt.json")
-    with open(path, "w") as file:
-        json.dump(vars(opt), file, indent=2, sort_keys=True)
-    return path
+    """Write every option of this run to ``run_dir/opt.json`` (readable by inference and by the authors' code),
+    atomically."""
+    return str(save_json(os.path.join(run_dir, "opt.json"), vars(opt), indent=2, sort_keys=True))
+
+
+def check_run_folder(opt, run_dir):
+    """The overwrite policy: a folder that already holds a run (opt.json, checkpoints/, logs/) is only written
+    to when resuming from one of its own checkpoints, or, with --overwrite, after removing that run.
+
+    Returns:
+        The names in RUN_CONTENT that --overwrite must remove before training (nothing is removed here).
+    Raises:
+        ValueError: naming the folder and the flags to continue, train elsewhere or overwrite.
+    """
+    run_dir = Path(run_dir)
+    existing = [name for name in RUN_CONTENT if (run_dir / name).is_file()
+                or ((run_dir / name).is_dir() and any((run_dir / name).iterdir()))]
+    if not existing or opt.debug:
+        return []
+    if opt.checkpoint and Path(opt.checkpoint).absolute().parent.resolve() == (run_dir / "checkpoints").resolve():
+        return []  # resuming this run
+    if opt.overwrite:
+        return existing
+    last = run_dir / "checkpoints" / "last.ckpt"
+    resume = f"resume it with --checkpoint {last}, " if last.exists() else ""
+    raise ValueError(f"--experiment_name {opt.experiment_name}: {run_dir} already holds a training run "
+                     f"({', '.join(existing)}), which is kept: {resume}train under another --experiment_name, or "
+                     f"pass --overwrite to delete that run and start again")
 
 
 def train(opt, extra_callbacks=()):
@@ -153,17 +195,27 @@ def train(opt, extra_callbacks=()):
 
     Exits with status 1 after Ctrl-C, once ``checkpoints/last.ckpt`` has been written.
     """
-    run_dir = cli.ensure_writable_dir(os.path.join(opt.path_out, opt.experiment_name))
+    run_dir = os.path.join(opt.path_out, opt.experiment_name)
+    to_remove = check_run_folder(opt, run_dir)
     L.seed_everything(SEED, workers=True, verbose=False)
     train_loader, val_loader = make_dataloaders(opt)
     model, ckpt_path = make_model(opt)
+    # Missing VGG-19 / AlexNet weights stop the run here, before anything is written.
+    model.require_pretrained_weights(validation=val_loader is not None)
     performance.prepare_networks(model, opt)  # --channels_last, --compile
+    cli.ensure_writable_dir(run_dir)
     trainer = make_trainer(opt, run_dir, train_loader, extra_callbacks)
     if val_loader is not None:
         trainer.limit_val_batches = validation_batches(len(val_loader.dataset), opt.batch_size,
                                                        trainer.world_size)
+    if trainer.is_global_zero:
+        for name in to_remove:  # --overwrite
+            path = os.path.join(run_dir, name)
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
     if not opt.debug and trainer.is_global_zero:
         write_options(opt, run_dir)
+    # Lightning cannot see that the training DataLoader resumes mid-epoch (ResumableTraining restores it).
+    warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
     try:
         trainer.fit(model, train_loader, val_loader, ckpt_path=ckpt_path)
     except SystemExit:

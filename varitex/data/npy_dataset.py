@@ -16,7 +16,6 @@ Differences from the authors' code, all without effect on the values unless stat
   undecodable PNGs raise FileNotFoundError / ValueError naming path and index.
 """
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from varitex.data.augmentation import apply_sampling_map, draw_affine, sampling_
 from varitex.data.image_ops import fill_holes, normalize_image, resize_bilinear
 from varitex.data.keys_enum import DataItemKey as DIK
 from varitex.options import require_path
+from varitex.safe_io import check_stems, load_npy, load_npz, load_string_array, save_npy
 
 # File stem -> expected shape; N rows, S the square array size, K coefficients.
 ARRAY_SHAPES = {
@@ -39,6 +39,8 @@ ARRAY_SHAPES = {
     "uv": ("N", "S", "S", 2),
 }
 SPLITS_FILE = "dataset_splits.npz"
+COEFFICIENT_ARRAYS = ("R", "t", "s", "sp", "ep")
+REGION_CHECK_ROWS = 16  # rows of the split looked at to check that --semantic_regions matches some label
 
 
 class NPYDataset(torch.utils.data.Dataset):
@@ -78,6 +80,7 @@ class NPYDataset(torch.utils.data.Dataset):
         self.foreground_lut[[r for r in opt.semantic_regions if 0 <= r < 256]] = True
         self.image_cache = self._image_cache_folder(getattr(opt, "image_cache", None))
         self._arrays = None  # memory maps, opened on first use in each process
+        self._check_semantic_regions()
 
     # ---- construction --------------------------------------------------------------------------------
 
@@ -89,12 +92,22 @@ class NPYDataset(torch.utils.data.Dataset):
         return path
 
     def _validate_arrays(self):
-        """Check that every file exists, has its shape and the same length N; return (S, N, filenames)."""
-        arrays = {name + ".npy": np.load(self._path(name + ".npy"), mmap_mode="r") for name in ARRAY_SHAPES}
+        """Check that every file exists, has its shape, dtype and the same length N, that the coefficients are
+        finite and the image names are plain, unique file names; return (S, N, filenames)."""
+        arrays = {name + ".npy": load_npy(self._path(name + ".npy"), mmap=True, what="dataset file")
+                  for name in ARRAY_SHAPES}
         if not np.issubdtype(arrays["uv.npy"].dtype, np.floating):
             raise ValueError(f"{self.dataroot / 'uv.npy'} has dtype {arrays['uv.npy'].dtype}; expected float")
+        labels = arrays["segmentation.npy"].dtype
+        if not np.issubdtype(labels, np.integer):
+            raise ValueError(f"{self.dataroot / 'segmentation.npy'} has dtype {labels}; expected integer label "
+                             f"ids (CelebAMask-HQ ids, e.g. uint8)")
+        for name in COEFFICIENT_ARRAYS:
+            if not np.issubdtype(arrays[name + ".npy"].dtype, np.number) or arrays[name + ".npy"].dtype.kind == "c":
+                raise ValueError(f"{self.dataroot / (name + '.npy')} has dtype {arrays[name + '.npy'].dtype}; "
+                                 f"expected real numbers")
         shapes = {file: array.shape for file, array in arrays.items()}
-        names = np.load(self._path("filename.npy"), allow_pickle=True)
+        names = load_string_array(self._path("filename.npy"), what="dataset file")
         shapes["filename.npy"] = names.shape
         lengths = {file: shape[0] if shape else None for file, shape in shapes.items()}
         if len(set(lengths.values())) != 1:
@@ -108,21 +121,53 @@ class NPYDataset(torch.utils.data.Dataset):
                                                    for dim, want in zip(shape, expected) if want not in ("N", "K")):
                 raise ValueError(f"{self.dataroot / (name + '.npy')} has shape {shape}; expected "
                                  f"({', '.join(map(str, expected))}) with S = {size}, the size of uv.npy")
-        filenames = np.array([name.decode() if isinstance(name, bytes) else str(name) for name in names])
+        filenames = np.asarray(names, dtype=str)
+        check_stems(list(filenames), f"dataset file {self.dataroot / 'filename.npy'}")
+        for name in COEFFICIENT_ARRAYS:
+            self._check_finite(name, arrays[name + ".npy"], filenames)
         return size, lengths["uv.npy"], filenames
 
+    def _check_finite(self, name, array, filenames, chunk=65536):
+        """Raise ValueError naming the file and the first row holding NaN or infinity (read in chunks)."""
+        for start in range(0, len(array), chunk):
+            rows = np.asarray(array[start:start + chunk])
+            finite = np.isfinite(rows.reshape(len(rows), -1)).all(axis=1)
+            if not finite.all():
+                row = start + int(np.flatnonzero(~finite)[0])
+                raise ValueError(f"{self.dataroot / (name + '.npy')} row {row} (image '{filenames[row]}') holds "
+                                 f"non-finite values (NaN or infinity): {rows[row - start].ravel()[:6]}")
+
     def _split_indices(self, n_rows):
-        if self.split == "all":
-            return np.arange(n_rows)
-        path = self._path(SPLITS_FILE)
-        with np.load(path) as splits:
-            if self.split not in splits.files:
-                available = ", ".join(sorted(splits.files) + ["all"])
-                raise ValueError(f"unknown split '{self.split}' (--dataset_split); {path} offers: {available}")
-            indices = np.asarray(splits[self.split], dtype=np.int64).reshape(-1)
-        if len(indices) and (indices.min() < 0 or indices.max() >= n_rows):
-            raise ValueError(f"split '{self.split}' of {path} has indices outside [0, {n_rows})")
-        return indices
+        return split_indices(self.dataroot, self.split, n_rows)
+
+    def check_not_empty(self, purpose):
+        """Raise ValueError naming the split when it has no rows (``purpose``: e.g. 'training')."""
+        if not len(self.indices):
+            raise ValueError(f"split '{self.split}' of {self.dataroot / SPLITS_FILE} is empty: nothing to use for "
+                             f"{purpose} (--dataset_split)")
+
+    def check_coefficient_widths(self, n_shape, n_expression, face_model):
+        """Raise ValueError naming sp.npy / ep.npy when their widths differ from the face model's counts."""
+        for name, expected, kind in (("sp", n_shape, "shape"), ("ep", n_expression, "expression")):
+            width = self._open()[name].shape[1]
+            if width != expected:
+                raise ValueError(f"{self.dataroot / (name + '.npy')} has {width} {kind} coefficients per row, but "
+                                 f"the face model {face_model} has {expected}: expected shape (N, {expected})")
+
+    def _check_semantic_regions(self):
+        """Raise ValueError when --semantic_regions matches no label of up to REGION_CHECK_ROWS rows of the split
+        (every SEGMENTATION_MASK would be empty and the network would learn to paint nothing)."""
+        regions = self.opt.semantic_regions
+        if not len(self.indices):
+            return
+        rows = np.unique(self.indices[np.linspace(0, len(self.indices) - 1, REGION_CHECK_ROWS).astype(int)])
+        segmentation = self._open()["segmentation"]
+        present = np.unique(np.concatenate([np.unique(segmentation[row]) for row in rows]))
+        if not np.isin(regions, present).any():
+            raise ValueError(f"--semantic_regions {' '.join(map(str, regions))} matches no label of "
+                             f"{self.dataroot / 'segmentation.npy'} (rows {', '.join(map(str, rows[:6]))}"
+                             f"{'...' if len(rows) > 6 else ''} hold labels {', '.join(map(str, present))}); the "
+                             f"foreground masks would all be empty")
 
     def _image_cache_folder(self, root):
         """One cache sub-folder per image folder and array size, so that caches never mix."""
@@ -142,7 +187,8 @@ class NPYDataset(torch.utils.data.Dataset):
 
     def _open(self):
         if self._arrays is None:
-            self._arrays = {name: np.load(self.dataroot / f"{name}.npy", mmap_mode="r") for name in ARRAY_SHAPES}
+            self._arrays = {name: load_npy(self.dataroot / f"{name}.npy", mmap=True, what="dataset file")
+                            for name in ARRAY_SHAPES}
         return self._arrays
 
     # ---- items -------------------------------------------------------------------------------------------
@@ -151,6 +197,10 @@ class NPYDataset(torch.utils.data.Dataset):
         return len(self.indices)
 
     def __getitem__(self, index):
+        """Item ``index``; or ``(index, seed)``, as the training sampler yields: the augmentation is then drawn
+        from a generator seeded with ``seed`` (so it does not depend on which process loads the item or what
+        it loaded before), else from torch's global generator."""
+        index, seed = index if isinstance(index, tuple) else (index, None)
         row = int(self.indices[index])
         arrays = self._open()
         stem = self.filenames[row]
@@ -158,13 +208,15 @@ class NPYDataset(torch.utils.data.Dataset):
         uv = np.array(arrays["uv"][row], dtype=np.float32)  # a writable copy, torch refuses read-only views
         uv_min, uv_max = uv.min(), uv.max()
         if not (-1 <= uv_min and uv_max <= 1):
+            kind = "non-finite values (NaN or infinity)" if not np.isfinite(uv).all() else "values outside [-1, 1]"
             raise ValueError(f"{self.dataroot / 'uv.npy'} row {row} (dataset index {index}, image '{stem}') has "
-                             f"values outside [-1, 1]: min {uv_min}, max {uv_max}")
+                             f"{kind}: min {uv_min}, max {uv_max}")
         foreground = self._foreground(arrays["segmentation"][row])
 
         clean = self._resize_and_mask(image, uv, foreground)
         if self.augmentation:
-            draw = draw_affine(self.affine_params, self.array_size)
+            generator = None if seed is None else torch.Generator().manual_seed(seed)
+            draw = draw_affine(self.affine_params, self.array_size, generator)
             sampling = sampling_map(draw, self.array_size)
             augmented = self._resize_and_mask(apply_sampling_map(image, sampling, 0),
                                               apply_sampling_map(uv, sampling, -1),
@@ -256,24 +308,74 @@ class NPYDataset(torch.utils.data.Dataset):
         try:
             with Image.open(path) as png:
                 png.load()
-                image = png if png.mode == "RGB" else png.convert("RGB")  # convert() would copy RGB too
-        except (OSError, SyntaxError, ValueError) as error:
-            raise ValueError(f"cannot decode image {path} of dataset index {index} (row {row}): {error}") from error
+                image = rgb8(png, path)
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+            raise ValueError(f"cannot decode image {path} of dataset index {index} (row {row}): {error}") from None
+        if image.width != image.height:
+            raise ValueError(f"image {path} of dataset index {index} (row {row}) is {image.width}x{image.height}; "
+                             f"expected a square image (FFHQ aligned and cropped, framed like uv.npy)")
         image = resize_bilinear(image, (self.array_size, self.array_size))
         if cached is not None:
-            # Write-then-rename keeps the cache valid when several workers or runs fill it at once.
-            partial = cached.with_name(f"{cached.name}.{os.getpid()}.partial")
-            with open(partial, "wb") as file:
-                np.save(file, image)
-            os.replace(partial, cached)
+            save_npy(cached, image)  # atomic: several workers or runs may fill the cache at once
         return image
 
     def _read_cached(self, path):
         """A cached image (S,S,3) uint8, or None when absent or unusable."""
+        if not path.is_file():
+            return None
         try:
-            image = np.load(path)
+            image = load_npy(path, what="cached image")
         except (OSError, ValueError):
             return None
         if image.shape != (self.array_size, self.array_size, 3) or image.dtype != np.uint8:
             return None
         return image
+
+
+def rgb8(image, path):
+    """A decoded PIL image as 8-bit RGB. 16-bit grayscale (PIL modes I;16*, and I with values up to 65535) is
+    scaled to 8 bits (PIL's own conversion would clip it to white); float images are refused."""
+    if image.mode == "RGB":
+        return image  # convert() would copy
+    if image.mode.startswith("I"):
+        values = np.asarray(image)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise ValueError(f"{path} is a {image.mode} image with values outside 0..65535; expected 8- or 16-bit")
+        return Image.fromarray(np.round(values.astype(np.float64) / 257).astype(np.uint8)).convert("RGB")
+    if image.mode == "F":
+        raise ValueError(f"{path} is a floating-point image (PIL mode F); expected an 8- or 16-bit image")
+    return image.convert("RGB")
+
+
+def split_indices(dataroot, split, n_rows):
+    """Row indices of ``split`` ('all' or a key of ``dataroot/dataset_splits.npz``) for arrays of ``n_rows``.
+
+    A boolean mask over the rows is accepted (its True rows); floats, duplicates and out-of-range indices
+    are refused with the split named.
+    """
+    if split == "all":
+        return np.arange(n_rows)
+    path = Path(dataroot) / SPLITS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"dataset file {path} is missing (--dataroot_npy {dataroot})")
+    splits = load_npz(path, what="dataset file")
+    if split not in splits:
+        available = ", ".join(sorted(splits) + ["all"])
+        raise ValueError(f"unknown split '{split}' (--dataset_split); {path} offers: {available}")
+    stored = np.asarray(splits[split]).reshape(-1)
+    where = f"split '{split}' of {path}"
+    if stored.dtype == bool:
+        if len(stored) != n_rows:
+            raise ValueError(f"{where} is a boolean mask of {len(stored)} entries; a mask must have one "
+                             f"entry per row of the arrays ({n_rows})")
+        stored = np.flatnonzero(stored)
+    elif not np.issubdtype(stored.dtype, np.integer):
+        raise ValueError(f"{where} has dtype {stored.dtype}; expected integer row indices (or a boolean mask)")
+    indices = stored.astype(np.int64)
+    if len(indices) and (indices.min() < 0 or indices.max() >= n_rows):
+        raise ValueError(f"{where} has indices outside [0, {n_rows})")
+    unique, counts = np.unique(indices, return_counts=True)
+    if (counts > 1).any():
+        raise ValueError(f"{where} lists row {int(unique[counts > 1][0])} more than once; a split must list "
+                         f"each row once")
+    return indices

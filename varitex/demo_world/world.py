@@ -33,6 +33,7 @@ from varitex.demo_world.face_model import EXPRESSION_NAMES, build_face_model
 from varitex.demo_world.render import SceneBatch, Topology, render_scenes
 from varitex.geometry import (DEFAULT_S, DEFAULT_T, BFM2017, euler_to_rotation, load_uv_parameterization,
                               save_bfm2017, save_uv_parameterization)
+from varitex.safe_io import load_string_array, save_npy
 
 MANIFEST = "demo_world.json"
 GENERATOR = "varitex.demo_world.world"
@@ -243,7 +244,9 @@ def _generate(root, parameters, progress):
                                        shape=(n_images, array_size, array_size, 2))
     segmentation_out = np.lib.format.open_memmap(array_dir / "segmentation.npy", mode="w+", dtype=np.uint8,
                                                  shape=(n_images, array_size, array_size))
-    filenames = np.array([f"{i:05d}" for i in range(n_images)], dtype=object)
+    # Fixed-width unicode, which loads without pickle; the authors' file is an object array of str (which
+    # NPYDataset also reads, without unpickling it).
+    filenames = np.array([f"{i:05d}" for i in range(n_images)], dtype=str)
     assets = _IdentityAssets(texture_size=min(512, max(128, image_size)))
     exterior = appearance.build_exterior(world["identities"][0])
     topology = Topology(bfm.faces, verts_uvs, faces_uvs, torch.from_numpy(exterior[1]), exterior[2],
@@ -267,7 +270,7 @@ def _generate(root, parameters, progress):
 
     for name in ("R", "t", "s", "sp", "ep"):
         np.save(array_dir / f"{name}.npy", world[name])
-    np.save(array_dir / "filename.npy", filenames, allow_pickle=True)
+    save_npy(array_dir / "filename.npy", filenames)
     train, val = _splits(world["identity_of_image"], parameters["val_fraction"])
     np.savez(array_dir / "dataset_splits.npz", train=train, val=val)
     return {"n_identities": len(world["identities"]), "n_train": len(train), "n_val": len(val),
@@ -308,7 +311,7 @@ def contact_sheet(root, indices, display_size=256):
     root = Path(root)
     uv = np.load(root / ARRAY_DIR / "uv.npy", mmap_mode="r")
     segmentation = np.load(root / ARRAY_DIR / "segmentation.npy", mmap_mode="r")
-    filenames = np.load(root / ARRAY_DIR / "filename.npy", allow_pickle=True)
+    filenames = load_string_array(root / ARRAY_DIR / "filename.npy")
     palette = np.zeros((256, 3), dtype=np.uint8)
     for label, color in appearance.LABEL_COLORS.items():
         palette[label] = color

@@ -12,6 +12,8 @@ import h5py
 import numpy as np
 import torch
 
+from varitex.safe_io import DataFileError
+
 SHAPE_MEAN = "shape/model/mean"
 SHAPE_BASIS = "shape/model/pcaBasis"
 SHAPE_VARIANCE = "shape/model/pcaVariance"
@@ -20,6 +22,27 @@ EXPRESSION_BASIS = "expression/model/pcaBasis"
 EXPRESSION_VARIANCE = "expression/model/pcaVariance"
 EXPRESSION_MEAN = "expression/model/mean"
 REQUIRED_KEYS = (SHAPE_MEAN, SHAPE_BASIS, SHAPE_VARIANCE, CELLS, EXPRESSION_BASIS, EXPRESSION_VARIANCE)
+
+
+def _open_h5(path):
+    """h5py.File(path, "r"), or DataFileError naming the file when it is not a readable HDF5 file."""
+    try:
+        return h5py.File(path, "r")
+    except OSError as error:
+        raise DataFileError(f"face model file {path} is not a readable HDF5 file ({error}); it is empty, "
+                            f"truncated or of another format") from None
+
+
+def bfm_counts(path):
+    """(n_shape, n_expression) of a BFM 2017 file, read from the datasets' shapes only."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Basel Face Model file not found: {path}")
+    with _open_h5(path) as h5:
+        for key in (SHAPE_VARIANCE, EXPRESSION_VARIANCE):
+            if key not in h5:
+                raise ValueError(f"{path}: Basel Face Model 2017 file lacks the required dataset '{key}'")
+        return h5[SHAPE_VARIANCE].size, h5[EXPRESSION_VARIANCE].size
 
 
 class BFM2017:
@@ -36,16 +59,27 @@ class BFM2017:
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"Basel Face Model file not found: {self.path}")
-        with h5py.File(self.path, "r") as h5:
+        with _open_h5(self.path) as h5:
             for key in REQUIRED_KEYS:
-                if key not in h5:
+                if key not in h5 or not isinstance(h5[key], h5py.Dataset):
                     raise ValueError(f"{self.path}: Basel Face Model 2017 file lacks the required dataset '{key}'")
+                if h5[key].dtype.kind not in "iuf":
+                    raise ValueError(f"{self.path}: dataset '{key}' has dtype {h5[key].dtype}; expected numbers")
             mean = np.asarray(h5[SHAPE_MEAN], dtype=np.float32).reshape(-1)
             shape_basis = np.asarray(h5[SHAPE_BASIS], dtype=np.float32)
             shape_variance = np.asarray(h5[SHAPE_VARIANCE], dtype=np.float32).reshape(-1)
             cells = np.asarray(h5[CELLS])
             expression_basis = np.asarray(h5[EXPRESSION_BASIS], dtype=np.float32)
             expression_variance = np.asarray(h5[EXPRESSION_VARIANCE], dtype=np.float32).reshape(-1)
+        for key, values in ((SHAPE_MEAN, mean), (SHAPE_BASIS, shape_basis), (SHAPE_VARIANCE, shape_variance),
+                            (EXPRESSION_BASIS, expression_basis), (EXPRESSION_VARIANCE, expression_variance)):
+            if not np.isfinite(values).all():
+                raise ValueError(f"{self.path}: dataset '{key}' holds non-finite values (NaN or infinity)")
+        for key, values in ((SHAPE_VARIANCE, shape_variance), (EXPRESSION_VARIANCE, expression_variance)):
+            if values.size and values.min() < 0:
+                raise ValueError(f"{self.path}: dataset '{key}' holds negative variances (min {values.min()})")
+        if cells.dtype.kind == "f":
+            raise ValueError(f"{self.path}: '{CELLS}' has dtype {cells.dtype}; expected integer vertex indices")
         if mean.shape[0] % 3:
             raise ValueError(f"{self.path}: '{SHAPE_MEAN}' has {mean.shape[0]} entries, not a multiple of 3")
         self.n_vertices = mean.shape[0] // 3

@@ -3,12 +3,14 @@
 ``{"textureMapping": {"pointData": [[u, v], ...], "triangles": [[i, j, k], ...]}}``: per-UV-vertex
 coordinates in [0, 1] (T, 2) and one triple of UV-vertex indices per mesh face (F, 3).
 """
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from varitex.safe_io import load_json, save_json
+
+UV_TOLERANCE = 1e-3  # UVs a little outside [0, 1] (float round-off in exported files) are accepted
 
 def load_uv_parameterization(path):
     """Read a face12.json-style UV parameterization.
@@ -22,8 +24,7 @@ def load_uv_parameterization(path):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"UV parameterization file not found: {path}")
-    with open(path, encoding="utf-8") as handle:
-        content = json.load(handle)
+    content = load_json(path, what="UV parameterization file")
     mapping = content.get("textureMapping") if isinstance(content, dict) else None
     if not isinstance(mapping, dict):
         raise ValueError(f"{path}: UV json has no 'textureMapping' object (expected the face12.json layout "
@@ -31,8 +32,20 @@ def load_uv_parameterization(path):
     for key in ("pointData", "triangles"):
         if key not in mapping:
             raise ValueError(f"{path}: UV json lacks 'textureMapping.{key}'")
-    verts_uvs = np.asarray(mapping["pointData"], dtype=np.float32)
-    faces_uvs = np.asarray(mapping["triangles"], dtype=np.int64)
+    try:
+        verts_uvs = np.asarray(mapping["pointData"], dtype=np.float32)
+        triangles = np.asarray(mapping["triangles"])
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{path}: 'textureMapping.pointData' / 'triangles' are not arrays of numbers ({error})") from None
+    if triangles.size and (triangles.dtype.kind not in "iu"):
+        raise ValueError(f"{path}: 'textureMapping.triangles' holds {triangles.dtype} values; expected integer "
+                         f"indices")
+    faces_uvs = triangles.astype(np.int64).reshape(triangles.shape if triangles.size else (0, 3))
+    if not np.isfinite(verts_uvs).all():
+        raise ValueError(f"{path}: 'textureMapping.pointData' holds non-finite UVs (NaN or infinity)")
+    if verts_uvs.size and (verts_uvs.min() < -UV_TOLERANCE or verts_uvs.max() > 1 + UV_TOLERANCE):
+        raise ValueError(f"{path}: 'textureMapping.pointData' holds UVs outside [0, 1] (min {verts_uvs.min()}, "
+                         f"max {verts_uvs.max()})")
     if verts_uvs.ndim != 2 or verts_uvs.shape[1] != 2:
         raise ValueError(f"{path}: 'textureMapping.pointData' must have shape (T, 2), got {verts_uvs.shape}")
     if faces_uvs.ndim != 2 or faces_uvs.shape[1] != 3:
@@ -66,6 +79,5 @@ def save_uv_parameterization(path, verts_uvs, faces_uvs):
     path.parent.mkdir(parents=True, exist_ok=True)
     content = {"textureMapping": {"pointData": verts_uvs.float().tolist(),
                                   "triangles": faces_uvs.long().tolist()}}
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump(content, handle)
+    save_json(path, content)
     return path

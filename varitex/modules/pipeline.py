@@ -224,8 +224,10 @@ class PipelineModule(pl.LightningModule):
         self.log("train/discriminator", terms["discriminator"].detach(), batch_size=batch[DIK.IMAGE_IN].shape[0])
         return terms
 
-    def on_train_start(self):
-        """Refuse to train the perceptual loss with random VGG-19 weights (checked after checkpoint restore)."""
+    def require_pretrained_weights(self, validation=True):
+        """Raise MissingPretrainedWeightsError (one message saying how to provide them) when training would
+        use the VGG-19 perceptual loss, or (``validation``) LPIPS, with random weights. Train calls it before
+        writing anything; the hooks below check again after a checkpoint was restored."""
         vgg = getattr(self, "loss_vgg", None)
         if vgg is not None and vgg.pretrained_source is None and not self.random_perceptual_weights:
             raise MissingPretrainedWeightsError(
@@ -235,6 +237,16 @@ class PipelineModule(pl.LightningModule):
                 f"{torchvision_cache_file(torchvision.models.VGG19_Weights.IMAGENET1K_V1)}, or start "
                 f"from a checkpoint that carries loss_vgg.* weights (the authors' does), or train without the "
                 f"perceptual loss: --lambda_vgg 0")
+        lpips = self.metric_lpips
+        if validation and lpips is not None and lpips.pretrained_source is None and not self.random_perceptual_weights:
+            raise MissingPretrainedWeightsError(
+                f"val/lpips needs torchvision's AlexNet ImageNet weights, which are never downloaded here: "
+                f"{lpips.missing_reason}. Put alexnet-owt-7be5be79.pth there, or pass --no_lpips "
+                f"to validate without LPIPS")
+
+    def on_train_start(self):
+        """Refuse to train the perceptual loss with random VGG-19 weights (checked after checkpoint restore)."""
+        self.require_pretrained_weights(validation=False)
 
     # ----- validation -------------------------------------------------------------------------------------
 
@@ -244,11 +256,8 @@ class PipelineModule(pl.LightningModule):
             if not self._lpips_notice_shown:
                 rank_zero_warn("LPIPS is switched off (--no_lpips): val/lpips is not computed")
                 self._lpips_notice_shown = True
-        elif self.metric_lpips.pretrained_source is None and not self.random_perceptual_weights:
-            raise MissingPretrainedWeightsError(
-                f"val/lpips needs torchvision's AlexNet ImageNet weights, which are never downloaded here: "
-                f"{self.metric_lpips.missing_reason}. Put alexnet-owt-7be5be79.pth there, or pass --no_lpips "
-                f"to validate without LPIPS")
+        else:
+            self.require_pretrained_weights(validation=True)
 
     def validation_step(self, batch, batch_idx):
         """Logs val/psnr, val/ssim (0..255 images) and val/lpips (0..1 images, unless --no_lpips)."""

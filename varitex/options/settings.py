@@ -10,14 +10,15 @@ import contextlib
 import os
 import sys
 
-import numpy as np
 import torch
+
+from varitex.safe_io import load_npz
 
 # Options that describe this machine or this invocation, never taken over from a checkpoint's options.
 NOT_INHERITED = frozenset({
     "dataroot_npy", "image_folder", "path_out", "path_bfm", "path_uv", "checkpoint", "path_opt",
     "device", "num_workers", "debug", "demo", "logger", "dataset_split", "n", "mode",
-    "devices", "num_nodes", "strategy", "precision", "compile", "compile_mode", "channels_last",
+    "devices", "num_nodes", "strategy", "precision", "compile", "compile_mode", "channels_last", "overwrite",
 })
 
 # --demo: sized so that training plus all three inference modes take about 7 minutes on a 2-core CPU.
@@ -137,31 +138,58 @@ def check_split(opt):
     path = os.path.join(opt.dataroot_npy, "dataset_splits.npz")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--dataroot_npy: {path} is missing")
-    with np.load(path) as splits:
-        available = sorted(splits.files)
+    available = sorted(load_npz(path, what="dataset file"))
     if opt.dataset_split not in available:
         raise ValueError(f"--dataset_split {opt.dataset_split!r} does not exist: {path} has "
                          f"{', '.join(available)} (or use 'all')")
 
 
 def resolve_device(opt):
-    """Fall back from ``--device cuda`` to the CPU (with a note) when no GPU is available; returns opt."""
-    if str(opt.device).startswith("cuda") and not torch.cuda.is_available():
+    """Check ``--device`` and fall back from ``cuda`` to the CPU (with a note) when no GPU is available; returns
+    opt.
+
+    Raises:
+        ValueError: one line naming the value, for anything that is not cpu, cuda, cuda:N (an existing GPU)
+            or mps (when available).
+    """
+    value = str(opt.device)
+    try:
+        device = torch.device(value)
+    except (RuntimeError, ValueError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps") or (device.type != "cuda" and device.index):
+        raise ValueError(f"--device {value!r} is not a device: use cpu, cuda, cuda:N (N a GPU index) or mps")
+    if device.type == "cuda" and not torch.cuda.is_available():
         print("note: no CUDA device available, running on the CPU (--device cpu)", file=sys.stderr)
         opt.device = "cpu"
+    elif device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {value}: there is no GPU {device.index} (this machine has "
+                         f"{torch.cuda.device_count()}: cuda:0 to cuda:{torch.cuda.device_count() - 1})")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("--device mps: Apple's Metal backend is not available on this machine; use cpu")
     return opt
+
+
+def _user_error_types():
+    """Exceptions that report a bad input (file, option, checkpoint, data) rather than a bug."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    from varitex.modules.pretrained import MissingPretrainedWeightsError
+    return ValueError, OSError, MissingPretrainedWeightsError, MisconfigurationException
 
 
 @contextlib.contextmanager
 def user_errors(program):
-    """Turn the project's own errors (bad paths, options, checkpoints, data) into one line and exit code 2.
+    """Turn the project's own errors (bad paths, options, checkpoints, data, missing pretrained weights,
+    Lightning's configuration errors) into one line and exit code 2.
 
     Set the environment variable VARITEX_TRACEBACK=1 to see the full traceback instead.
     """
     try:
         yield
-    except (ValueError, OSError) as error:
+    except _user_error_types() as error:
         if os.environ.get(TRACEBACK_ENV):
             raise
-        print(f"{program}: error: {error}", file=sys.stderr)
+        message = " ".join(str(error).split()) or type(error).__name__  # one line, whatever the error holds
+        print(f"{program}: error: {message}", file=sys.stderr)
         sys.exit(2)

@@ -40,6 +40,10 @@ class TrainOptions(BaseOptions):
                                  "which bounds their training to about 14 images/s")
         parser.add_argument("--display_freq", default=1000, type=_positive_int, help="image logging every N steps")
         parser.add_argument("--max_epochs", default=44, type=_positive_int)
+        parser.add_argument("--overwrite", action="store_true",
+                            help="delete the run already in path_out/experiment_name (opt.json, checkpoints, logs) "
+                                 "and train again; without it such a folder is refused unless --checkpoint resumes "
+                                 "that run")
         parser.add_argument("--keep_checkpoints", default=-1, type=int,
                             help="newest epoch checkpoints to keep (-1: all); last.ckpt links to the newest")
         parser.add_argument("--precise_bn", default=0, type=int,
