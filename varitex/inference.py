@@ -38,7 +38,7 @@ from varitex import visualization as vis
 from varitex.data.keys_enum import DataItemKey as DIK
 from varitex.demo import generate
 from varitex.options import EvalOptions, require_path
-from varitex.safe_io import load_json, load_npy, replaced_folder, save_npy
+from varitex.safe_io import load_json, load_npy, replaced_folder, save_npy, stem_problem
 
 SEED = 1234
 MODES = ("reconstruction", "posed", "random")
@@ -89,6 +89,10 @@ def parse_options(argv=None):
     for option in ("dataroot_npy", "image_folder", "path_bfm", "path_uv", "path_out"):
         require_path(opt, option)
     cli.check_split(opt)
+    problem = stem_problem(f"inference_{opt.dataset_split}")
+    if problem:
+        raise ValueError(f"--dataset_split {opt.dataset_split!r}: the output folder name inference_"
+                         f"{opt.dataset_split} {problem}")
     return opt
 
 
@@ -172,11 +176,12 @@ class Inference:
 
     def run(self, modes):
         """Run the selected modes (a subset of MODES) in order; returns the output root folder."""
+        # The data is checked before the first folder is made: a refused input leaves nothing behind.
+        dataset = self.dataset(self.opt.n) if "reconstruction" in modes or "posed" in modes else None
         root = cli.ensure_writable_dir(os.path.join(self.opt.path_out, f"inference_{self.opt.dataset_split}"))
         recon_folder = os.path.join(root, "reconstruction")
         encoded = None
-        if "reconstruction" in modes or "posed" in modes:
-            dataset = self.dataset(self.opt.n)
+        if dataset is not None:
             with replaced_folder(recon_folder) if "reconstruction" in modes else contextlib.nullcontext() as folder:
                 encoded = self.encode(dataset, folder)
         if "posed" in modes:

@@ -427,6 +427,7 @@ def check_stems(stems, source):
     Args:
         stems: sequence of str. source: the file the stems come from, for the messages.
     """
+    stems = [str(stem) if isinstance(stem, str) else stem for stem in stems]  # np.str_ -> str (plain repr)
     seen = {}
     for row, stem in enumerate(stems):
         problem = stem_problem(stem)

@@ -32,7 +32,7 @@ from varitex.options import settings as cli
 from varitex.callbacks import ImageLogCallback, LossProgressBar, PreciseBatchNorm
 from varitex.options import TrainOptions, require_path
 from varitex.resume import EpochShuffle, ResumableTraining
-from varitex.safe_io import save_json
+from varitex.safe_io import save_json, stem_problem
 
 SEED = 1234
 RUN_CONTENT = ("opt.json", "checkpoints", "logs", "wandb")  # what a training run writes into its folder
@@ -56,6 +56,9 @@ def parse_options(argv=None):
             cli.merge_saved_options(opt, saved, explicit)
     for option in ("dataroot_npy", "image_folder", "path_bfm", "path_uv", "path_out"):
         require_path(opt, option)
+    problem = stem_problem(opt.experiment_name)
+    if problem:
+        raise ValueError(f"--experiment_name {opt.experiment_name!r} {problem}: it names a folder inside --path_out")
     if opt.dataset_split not in ("train", "all"):
         raise ValueError(f"--dataset_split {opt.dataset_split!r} cannot be used for training: use 'train' "
                          f"(train on the train split, validate on val) or 'all' (everything, no validation)")
