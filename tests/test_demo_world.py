@@ -11,7 +11,8 @@ from scipy.ndimage import binary_fill_holes
 from varitex.demo_world import world as synthetic
 from varitex.data.keys_enum import DIK
 from varitex.demo_world.appearance import LABELS
-from varitex.geometry import BFM2017, BFMUVFactory
+from varitex.generation import uv_factory_from_options
+from varitex.geometry import BFM2017
 
 N_TINY, SIZE_TINY = 12, 64
 FACE_LABELS = {LABELS[name] for name in ("skin", "nose", "left_eye", "right_eye", "left_brow", "right_brow",
@@ -28,7 +29,7 @@ def _arrays(root):
 def _factory(root, size):
     opt = argparse.Namespace(path_bfm=str(root / synthetic.BFM_FILE), path_uv=str(root / synthetic.UV_FILE),
                              image_h=size, image_w=size, device="cpu")
-    return BFMUVFactory(opt)
+    return uv_factory_from_options(opt)
 
 
 def test_world_has_the_authors_layout_shapes_and_dtypes(tiny_world):

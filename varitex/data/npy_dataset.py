@@ -26,7 +26,7 @@ from PIL import Image
 from varitex.data.augmentation import apply_sampling_map, draw_affine, sampling_map, transform_params
 from varitex.data.image_ops import fill_holes, normalize_image, resize_bilinear
 from varitex.data.keys_enum import DataItemKey as DIK
-from varitex.options import require_path
+from varitex.data.paths import require_path
 
 # File stem -> expected shape; N rows, S the square array size, K coefficients.
 ARRAY_SHAPES = {
