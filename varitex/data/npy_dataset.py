@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from varitex.data.augmentation import apply_sampling_map, draw_affine, sampling_map, transform_params
-from varitex.data.image_ops import fill_holes, normalize_image, resize_bilinear
+from varitex.data.image_ops import fill_holes, normalize_image, resize_bilinear, uv_mask
 from varitex.data.keys_enum import DataItemKey as DIK
 from varitex.data.paths import require_path
 
@@ -212,7 +212,7 @@ class NPYDataset(torch.utils.data.Dataset):
         # blend with the -1 background (they still count in MASK_UV).
         uv = resize_bilinear(uv, size)
         segmentation = resize_bilinear(foreground.astype(np.float32), size)
-        mask_uv = (uv[..., 0] != -1) & (uv[..., 1] != -1)
+        mask_uv = uv_mask(uv, both_valid=True)
         return {
             "image": resize_bilinear(image, size),
             "uv": uv,

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from varitex.data.image_ops import uv_mask
 from varitex.data.keys_enum import DataItemKey as DIK
 from varitex.modules import decoder, encoder
 from varitex.modules.decoder import AdditiveDecoder, Decoder
@@ -113,18 +114,18 @@ class Generator(nn.Module):
 
     def sample_texture(self, batch: dict) -> dict:
         """TEXTURE_PERSON (B, C, T, T) sampled at UV_RENDERED (B, H, W, 2) in [-1, 1] (u indexes texture width)
-        -> FACE_FEATUREIMAGE (B, C, H, W) and MASK_UV (B, 1, H, W) bool.
+        -> FACE_FEATUREIMAGE (B, C, H, W) and MASK_UV (B, 1, H, W) float32 {0, 1}.
 
         Bilinear, border padding, align_corners=False. A pixel is outside the face only if u AND v are exactly
-        -1 (the authors' rule here; their dataset's MASK_UV uses "u or v" and is overwritten by this one);
-        such pixels are set to uv_mask_value.
+        -1 (the authors' generator rule, ``uv_mask(uv, both_valid=False)``; it replaces the dataset's stricter
+        MASK_UV); such pixels are set to uv_mask_value.
         """
         uv = batch[DIK.UV_RENDERED]
         texture = batch[DIK.TEXTURE_PERSON]
         sampled = F.grid_sample(texture, uv, mode="bilinear", padding_mode="border",
                                 align_corners=False)
-        mask = ((uv[..., 0] != -1) | (uv[..., 1] != -1)).unsqueeze(1)
-        batch[DIK.MASK_UV] = mask
+        mask = uv_mask(uv, both_valid=False).unsqueeze(1)
+        batch[DIK.MASK_UV] = mask.float()
         batch[DIK.FACE_FEATUREIMAGE] = torch.where(mask, sampled, torch.full_like(sampled, self.uv_mask_value))
         return batch
 
