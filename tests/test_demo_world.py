@@ -11,7 +11,9 @@ from scipy.ndimage import binary_fill_holes
 from varitex.demo_world import world as synthetic
 from varitex.data.keys_enum import DIK
 from varitex.demo_world.appearance import LABELS
+from varitex.data.npy_dataset import NPYDataset
 from varitex.generation import uv_factory_from_options
+from varitex.options import TrainOptions
 from varitex.geometry import BFM2017
 
 N_TINY, SIZE_TINY = 12, 64
@@ -108,13 +110,10 @@ def test_segmentation_uses_celebamask_ids_and_agrees_with_the_uv_coverage(tiny_w
 
 
 def test_world_loads_through_npy_dataset(tiny_world):
-    npy_dataset = pytest.importorskip("varitex.data.npy_dataset")
-    from varitex.options import TrainOptions
-
     opt = TrainOptions().parse(["--dataroot_npy", str(tiny_world / synthetic.ARRAY_DIR),
                                 "--image_folder", str(tiny_world / synthetic.IMAGE_DIR),
                                 "--image_h", "64", "--image_w", "64"])
-    train, val = npy_dataset.NPYDataset(opt, split="train"), npy_dataset.NPYDataset(opt, split="val")
+    train, val = NPYDataset(opt, split="train"), NPYDataset(opt, split="val")
     assert (len(train), len(val)) == (8, 4)
     item = val[0]
     assert item[DIK.FILENAME] == "00008"

@@ -1,5 +1,5 @@
 """Training callbacks: the progress bar with the losses, precise BatchNorm statistics, and image logging
-(DESIGN.md section 3).
+(docs/architecture.md).
 
 Image logging is what the authors logged, batched and on device.
 

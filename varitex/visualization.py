@@ -42,7 +42,7 @@ def mask_output(images, segmentation, threshold=MASK_THRESHOLD):
     """Black out everything the generator does not call head.
 
     The authors multiply by the soft segmentation after zeroing values below the threshold; we use the
-    binary mask (DESIGN.md section 5: "masked with SEGMENTATION_PREDICTED thresholded at 0.7").
+    binary mask (the authors' inference thresholds SEGMENTATION_PREDICTED at 0.7).
 
     Args:
         images: (B, 3, H, W) float in [0, 1].

@@ -1,4 +1,4 @@
-"""The authors' command-line options (DESIGN.md section 5).
+"""The authors' command-line options, and ``settings.resolve``: options -> the settings of one run.
 
     TrainOptions().parse([])          -> argparse.Namespace with every default
     varitex_default_options()         -> the model defaults as a dict
