@@ -8,14 +8,14 @@
 import os
 
 # Path options whose defaults come from environment variables: option -> (env var, sub path).
-ENV_PATH_DEFAULTS = {
-    "dataroot_npy": ("DP", "FFHQ/preprocessed_dataset"),
-    "image_folder": ("DP", "FFHQ/images"),
-    "path_out": ("OP", ""),
-    "path_bfm": ("FP", "basel_facemodel/model2017-1_face12_nomouth.h5"),
-    "path_uv": ("FP", "basel_facemodel/face12.json"),
-    "checkpoint": ("CP", ""),
-}
+ENV_PATH_DEFAULTS = dict(
+    dataroot_npy=("DP", "FFHQ/preprocessed_dataset"),
+    image_folder=("DP", "FFHQ/images"),
+    path_out=("OP", ""),
+    path_bfm=("FP", "basel_facemodel/model2017-1_face12_nomouth.h5"),
+    path_uv=("FP", "basel_facemodel/face12.json"),
+    checkpoint=("CP", ""),
+)
 
 
 class MissingPathError(ValueError):
