@@ -24,7 +24,7 @@ setup(
         "imageio",
     ],
     extras_require={
-        "test": ["pytest", "nbclient", "nbformat", "ipykernel"],
+        "test": ["pytest", "nbclient", "nbformat", "ipykernel", "wandb"],
         "wandb": ["wandb"],
         "video": ["imageio-ffmpeg"],
     },

@@ -1,28 +1,49 @@
-"""Helpers of the tests of the training machinery (tests/test_perf_*.py, tests/ddp_worker.py).
+"""Helpers shared by the tests: the reference folder ``../shared``, a tiny training configuration and
+small-width generators.
 
-Those tests check how training runs (precision, DDP, compile, step schedule), not the architecture, so they
-narrow the two decoders, whose widths are fixed constants rather than options: with the authors' widths one
-CPU training step takes tens of seconds, and a bf16 one minutes (CPUs without bf16 convolution kernels).
+Tests of the training machinery (precision, DDP, compile, step schedule) check how training runs, not the
+architecture, so they build generators with narrow decoders (``narrow_generator``): with the authors' widths
+one CPU training step takes tens of seconds, and a bf16 one minutes (CPUs without bf16 convolution kernels).
 They also run torch on one thread: on a loaded 2-core machine two OpenMP threads make small ops 15x slower.
 """
 import contextlib
+import dataclasses
+import os
+from pathlib import Path
 
 import pytest
 import torch
 
-from varitex.modules import decoder
+from varitex.modules.configs import generator_config
 
-NARROW_DECODERS = dict(TEXTURE_STAGE_PLANES=(32, 32, 16, 16, 8, 8), ADDITIVE_STAGE_PLANES=(32, 32, 16, 16, 8, 8),
-                       LATENT_CHANNELS=32)
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED = PROJECT_ROOT.parent / "shared"
+
+NARROW_WIDTHS = dict(texture_decoder_planes=(32, 32, 16, 16, 8, 8), additive_decoder_planes=(32, 32, 16, 16, 8, 8),
+                     decoder_latent_channels=32)
 
 
-@contextlib.contextmanager
-def narrow_decoders():
-    """Inside the block, new models get decoders with 8..32 channels instead of 64..512."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in NARROW_DECODERS.items():
-            patch.setattr(decoder, name, value)
-        yield
+def shared_path(*parts):
+    """Path inside ``../shared``; skips the test when the folder is absent (fails in CI, where it must exist)."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        message = f"reference data {path} is not available (it lives in ../shared beside the project)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + "; CI=true requires it")
+        pytest.skip(message)
+    return path
+
+
+def narrow_generator(opt):
+    """GeneratorConfig of ``opt`` with decoders of 8..32 channels instead of 64..512."""
+    return dataclasses.replace(generator_config(opt), **NARROW_WIDTHS)
+
+
+def world_flags(root, path_out):
+    """Command-line flags pointing every path option at the demo world ``root`` and outputs at ``path_out``."""
+    return ["--dataroot_npy", str(root / "FFHQ" / "preprocessed_dataset"), "--image_folder",
+            str(root / "FFHQ" / "images"), "--path_bfm", str(root / "basel_facemodel" / "model2017-1_face12_nomouth.h5"),
+            "--path_uv", str(root / "basel_facemodel" / "face12.json"), "--path_out", str(path_out), "--device", "cpu"]
 
 
 @contextlib.contextmanager

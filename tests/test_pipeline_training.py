@@ -55,13 +55,13 @@ def trainer(**kwargs):
 
 
 class RecordingPipeline(PipelineModule):
-    """Records the discriminator as the generator step leaves it."""
+    """Records the discriminator as the generator step leaves it (the discriminator step's loss comes next)."""
 
-    def _discriminator_step(self, batch, optimizer, fake=None):
+    def discriminator_loss_terms(self, fake, real):
         self.discriminator_after_generator_step = {name: p.detach().clone()
                                                    for name, p in self.discriminator.named_parameters()}
         self.discriminator_grads_after_generator_step = [p.grad for p in self.discriminator.parameters()]
-        return super()._discriminator_step(batch, optimizer, fake)
+        return super().discriminator_loss_terms(fake, real)
 
 
 @pytest.fixture(scope="module")

@@ -225,14 +225,17 @@ def test_non_finite_checkpoint_weights_are_refused_naming_the_weight(tmp_path):
         load_pipeline(tmp_path / "nan.ckpt")
 
 
-def test_non_finite_or_out_of_range_face_model_is_refused(tmp_path):
+@pytest.mark.parametrize("point_data, problem", [("[[0, 0], [NaN, 1], [1, 1]]", "holds non-finite UVs"),
+                                                  ("[[0, 0], [3, 1], [1, 1]]", r"holds UVs outside \[0, 1\]"),
+                                                  ('"0.5"', "are not arrays of numbers|must have shape")])
+def test_non_finite_or_out_of_range_uvs_are_refused(tmp_path, point_data, problem):
     path = tmp_path / "uv.json"
-    path.write_text('{"textureMapping": {"pointData": [[0, 0], [NaN, 1], [1, 1]], "triangles": [[0, 1, 2]]}}')
-    with pytest.raises(ValueError, match="pointData' holds non-finite UVs"):
+    path.write_text('{"textureMapping": {"pointData": %s, "triangles": [[0, 1, 2]]}}' % point_data)
+    with pytest.raises(ValueError, match=problem):
         load_uv_parameterization(path)
-    path.write_text('{"textureMapping": {"pointData": [[0, 0], [3, 1], [1, 1]], "triangles": [[0, 1, 2]]}}')
-    with pytest.raises(ValueError, match=r"UVs outside \[0, 1\]"):
-        load_uv_parameterization(path)
+
+
+def test_non_finite_or_negative_face_model_values_are_refused(tmp_path):
     bfm = tmp_path / "bfm.h5"
     save_bfm2017(bfm, [0, 0, 0, 1, 0, 0, 0, 1, np.inf], np.zeros((9, 2)), np.ones(2), np.zeros((9, 1)), np.ones(1),
                  [[0, 1, 2]])

@@ -13,13 +13,15 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from test_e2e_train_inference import TINY, world_flags
-from varitex import callbacks, train
+from test_e2e_train_inference import TINY, light_pictures, world_flags  # noqa: F401 (a fixture)
+from varitex import train
+from varitex.options import settings
 from varitex.checkpoints import read_checkpoint
 from varitex.demo_world.world import ensure_demo_world
 from varitex.resume import EpochShuffle
 
 EPOCHS = 2
+pytestmark = pytest.mark.usefixtures("light_pictures")  # smaller logged pictures, same code paths
 
 
 @pytest.fixture(scope="module")
@@ -29,20 +31,11 @@ def world(tmp_path_factory):
                              images_per_identity=1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def light_pictures():
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(callbacks, "POSE_GRID_DEG", (-30, 30))
-        patch.setattr(callbacks, "N_INTERPOLATION", 2)
-        patch.setattr(callbacks, "N_SHOWN", 1)
-        yield
-
-
 def options(world, path_out, *extra):
     argv = world_flags(world, path_out) + TINY + [
         "--batch_size", "1", "--experiment_name", "run", "--max_epochs", str(EPOCHS), "--display_freq", "3",
         "--precise_bn", "2", "--transform_mode", "all"] + list(extra)
-    return train.parse_options(argv)
+    return settings.resolve("train", argv)
 
 
 def last_checkpoint(path_out):

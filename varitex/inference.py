@@ -1,4 +1,4 @@
-"""Inference with a trained VariTex model: the authors' three modes (DESIGN.md section 5), batched.
+"""Inference with a trained VariTex model: the authors' three modes, batched.
 
     python varitex/inference.py --checkpoint $CP --dataset_split val     # the authors' command
     varitex-inference --demo                                             # on the embedded demo
@@ -19,6 +19,8 @@ Every image is masked where SEGMENTATION_PREDICTED <= 0.7 (black background). Ea
 anew: it replaces the folder of an earlier run as a whole once the mode has finished (no stale images stay
 beside new ones; an interrupted run leaves the earlier results as they were).
 """
+from __future__ import annotations
+
 import contextlib
 import os
 import sys
@@ -33,14 +35,14 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from varitex.options import settings as cli
+from varitex import SEED
 from varitex import visualization as vis
 from varitex.data.keys_enum import DataItemKey as DIK
-from varitex.demo import generate
-from varitex.options import EvalOptions, require_path
-from varitex.safe_io import load_json, load_npy, replaced_folder, save_npy, stem_problem
+from varitex.generation import generate, uv_factory_from_options
+from varitex.options import settings
+from varitex.options.settings import RunSettings
+from varitex.safe_io import load_npy, replaced_folder, save_npy
 
-SEED = 1234
 MODES = ("reconstruction", "posed", "random")
 POSE_ANGLES = tuple(range(-45, 46, 15))
 POSE_AXES = {"pitch": (1.0, 0.0), "yaw": (0.0, 1.0), "pitch_yaw": (1.0, 1.0)}  # (pitch, yaw) factors
@@ -56,57 +58,20 @@ def pose_table(device):
     return names, torch.tensor(thetas, device=device)
 
 
-def parse_options(argv=None):
-    """Command line -> options: --demo settings, then the options the checkpoint was trained with.
-
-    Architecture options come from the checkpoint (or from --path_opt, an opt.json); flags still win.
-    """
-    from varitex.checkpoints import read_checkpoint, stored_options
-
-    opt = EvalOptions().parse(argv)
-    explicit = cli.explicit_flags(EvalOptions, argv)
-    if opt.n == 0 or opt.n < -1:
-        raise ValueError(f"--n {opt.n}: give a positive number of samples, or -1 for the whole split")
-    if "dataset_split" not in explicit:
-        opt.dataset_split = "val"  # the authors' inference always ran on the val split
-    if opt.demo:
-        cli.apply_demo_options(opt, explicit | {"batch_size"})  # the demo's training batch is not inference's
-        if not opt.checkpoint:
-            opt.checkpoint = cli.demo_checkpoint_path(opt)
-            if not os.path.isfile(opt.checkpoint):
-                raise FileNotFoundError(f"no demo checkpoint at {opt.checkpoint}: train it first with "
-                                        f"`varitex-train --demo` (or pass --checkpoint)")
-    require_path(opt, "checkpoint")
-    saved = stored_options(read_checkpoint(cli.require_file(opt.checkpoint, "checkpoint")), opt.checkpoint)
-    if opt.path_opt:
-        saved = load_json(cli.require_file(opt.path_opt, "path_opt"), what="--path_opt file")
-        if not isinstance(saved, dict):
-            raise ValueError(f"--path_opt {opt.path_opt} holds a JSON {type(saved).__name__}, not the object of "
-                             f"options a training run writes to opt.json")
-    if saved:
-        # The batch size of inference is this machine's choice, not the training run's.
-        cli.merge_saved_options(opt, saved, explicit | {"batch_size"})
-    for option in ("dataroot_npy", "image_folder", "path_bfm", "path_uv", "path_out"):
-        require_path(opt, option)
-    cli.check_split(opt)
-    problem = stem_problem(f"inference_{opt.dataset_split}")
-    if problem:
-        raise ValueError(f"--dataset_split {opt.dataset_split!r}: the output folder name inference_"
-                         f"{opt.dataset_split} {problem}")
-    return opt
-
-
 class Inference:
-    """A trained pipeline plus the BFM UV renderer on one device; each mode is one method."""
+    """A trained pipeline plus the BFM UV renderer on one device; each mode is one method.
 
-    def __init__(self, opt):
-        from varitex.geometry import BFMUVFactory
+    Args:
+        run: ``settings.resolve("inference", argv)``: the options and the checkpoint, read once.
+    """
+
+    def __init__(self, run: RunSettings):
         from varitex.checkpoints import load_pipeline
 
-        self.opt = opt
+        opt = self.opt = run.opt
         self.device = torch.device(opt.device)
-        self.pipeline = load_pipeline(opt.checkpoint, opt).to(self.device).eval()
-        self.uv_factory = BFMUVFactory(opt)
+        self.pipeline = load_pipeline(opt.checkpoint, opt, checkpoint=run.checkpoint).to(self.device).eval()
+        self.uv_factory = uv_factory_from_options(opt)
         self.pose_names, self.thetas = pose_table(self.device)
 
     def dataset(self, n):
@@ -178,7 +143,7 @@ class Inference:
         """Run the selected modes (a subset of MODES) in order; returns the output root folder."""
         # The data is checked before the first folder is made: a refused input leaves nothing behind.
         dataset = self.dataset(self.opt.n) if "reconstruction" in modes or "posed" in modes else None
-        root = cli.ensure_writable_dir(os.path.join(self.opt.path_out, f"inference_{self.opt.dataset_split}"))
+        root = settings.ensure_writable_dir(os.path.join(self.opt.path_out, f"inference_{self.opt.dataset_split}"))
         recon_folder = os.path.join(root, "reconstruction")
         encoded = None
         if dataset is not None:
@@ -220,16 +185,16 @@ def load_latents(path, n, latent_dim):
 
 
 def selected_modes(mode_option):
-    """--mode values -> the modes to run, in the order of DESIGN.md section 5."""
+    """--mode values -> the modes to run, in the authors' order (MODES)."""
     return MODES if "all" in mode_option else tuple(m for m in MODES if m in mode_option)
 
 
 def main(argv=None):
     """Console entry point ``varitex-inference``."""
-    with cli.user_errors("varitex-inference"):
-        opt = cli.resolve_device(parse_options(argv))
+    with settings.user_errors("varitex-inference"):
+        run = settings.resolve("inference", argv)
         L.seed_everything(SEED, verbose=False)
-        root = Inference(opt).run(selected_modes(opt.mode))
+        root = Inference(run).run(selected_modes(run.opt.mode))
     print(f"Results in {root}")
 
 

@@ -1,4 +1,4 @@
-"""Train VariTex (DESIGN.md section 3).
+"""Train VariTex (losses and schedule: docs/architecture.md).
 
     python varitex/train.py [options]        # the authors' command line; paths default to $DP, $FP, $OP
     python -m varitex.train --demo           # the embedded synthetic demo, about 6 minutes on a 2-core CPU
@@ -10,6 +10,8 @@ never reused silently: resume it (--checkpoint RUN/checkpoints/last.ckpt), pick 
 replace it with --overwrite. Checkpoints and opt.json are written atomically; resuming is exact
 (varitex.resume).
 """
+from __future__ import annotations
+
 import math
 import os
 import shutil
@@ -27,42 +29,16 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerStatus
 from torch.utils.data import DataLoader
 
-from varitex import performance
-from varitex.options import settings as cli
+from varitex import SEED, performance
 from varitex.callbacks import ImageLogCallback, LossProgressBar, PreciseBatchNorm
-from varitex.options import TrainOptions, require_path
+from varitex.modules.generator import GeneratorConfig
+from varitex.options import settings
+from varitex.options.settings import RunSettings
 from varitex.resume import EpochShuffle, ResumableTraining
-from varitex.safe_io import save_json, stem_problem
+from varitex.safe_io import save_json
 
-SEED = 1234
 RUN_CONTENT = ("opt.json", "checkpoints", "logs", "wandb")  # what a training run writes into its folder
 VALIDATION_FRACTION = 0.25  # the authors validate on 25% of the val split
-
-
-def parse_options(argv=None):
-    """Command line -> options, with --demo settings and a resumed checkpoint's options applied.
-
-    Raises:
-        MissingPathError, FileNotFoundError, ValueError: with a message naming the option at fault.
-    """
-    opt = TrainOptions().parse(argv)
-    explicit = cli.explicit_flags(TrainOptions, argv)
-    if opt.demo:
-        cli.apply_demo_options(opt, explicit)
-    if opt.checkpoint:
-        from varitex.checkpoints import read_checkpoint, stored_options
-        saved = stored_options(read_checkpoint(cli.require_file(opt.checkpoint, "checkpoint")), opt.checkpoint)
-        if saved:
-            cli.merge_saved_options(opt, saved, explicit)
-    for option in ("dataroot_npy", "image_folder", "path_bfm", "path_uv", "path_out"):
-        require_path(opt, option)
-    problem = stem_problem(opt.experiment_name)
-    if problem:
-        raise ValueError(f"--experiment_name {opt.experiment_name!r} {problem}: it names a folder inside --path_out")
-    if opt.dataset_split not in ("train", "all"):
-        raise ValueError(f"--dataset_split {opt.dataset_split!r} cannot be used for training: use 'train' "
-                         f"(train on the train split, validate on val) or 'all' (everything, no validation)")
-    return opt
 
 
 def make_dataloaders(opt):
@@ -95,22 +71,24 @@ def validation_batches(n_items, batch_size, world_size):
     return VALIDATION_FRACTION if VALIDATION_FRACTION * batches_per_device >= 1 else 1
 
 
-def make_model(opt):
-    """PipelineModule for ``opt``; weights from ``opt.checkpoint`` if given.
+def make_model(run: RunSettings, generator_config: GeneratorConfig | None = None):
+    """PipelineModule for the run; weights from its checkpoint if given.
 
     Returns:
         (model, ckpt_path): ckpt_path is what ``Trainer.fit`` resumes from (our own checkpoints: weights,
         optimizer states, epoch and step); None for a fresh run or the authors' Lightning-1.x checkpoint,
         whose weights are loaded and whose training schedule starts again at epoch 0.
     """
-    from varitex.checkpoints import load_pipeline, read_checkpoint
+    from varitex.checkpoints import load_pipeline
     from varitex.modules.pipeline import PipelineModule
 
-    if not opt.checkpoint:
-        return PipelineModule(opt), None
-    model = load_pipeline(opt.checkpoint, opt)  # clear errors for a checkpoint of another architecture
+    opt = run.opt
+    if run.checkpoint is None:
+        return PipelineModule(opt, generator_config=generator_config), None
+    # Clear errors for a checkpoint of another architecture.
+    model = load_pipeline(opt.checkpoint, opt, checkpoint=run.checkpoint)
     model.train()
-    if "varitex_opt" in read_checkpoint(opt.checkpoint):
+    if "varitex_opt" in run.checkpoint:
         return model, opt.checkpoint
     print(f"Loaded the weights of the authors' checkpoint {opt.checkpoint}; training starts at epoch 0.")
     return model, None
@@ -193,20 +171,25 @@ def check_run_folder(opt, run_dir):
                      f"pass --overwrite to delete that run and start again")
 
 
-def train(opt, extra_callbacks=()):
-    """Train with ``opt`` (from parse_options); returns the finished Lightning Trainer.
+def train(run: RunSettings, extra_callbacks=(), generator_config: GeneratorConfig | None = None) -> L.Trainer:
+    """Train the run ``settings.resolve("train", argv)``; returns the finished Lightning Trainer.
 
+    Args:
+        run: the options and the checkpoint (read once) of the run.
+        extra_callbacks: more Lightning callbacks.
+        generator_config: the generator's constructor arguments for a fresh run (default: from the options).
     Exits with status 1 after Ctrl-C, once ``checkpoints/last.ckpt`` has been written.
     """
+    opt = run.opt
     run_dir = os.path.join(opt.path_out, opt.experiment_name)
     to_remove = check_run_folder(opt, run_dir)
     L.seed_everything(SEED, workers=True, verbose=False)
     train_loader, val_loader = make_dataloaders(opt)
-    model, ckpt_path = make_model(opt)
+    model, ckpt_path = make_model(run, generator_config)
     # Missing VGG-19 / AlexNet weights stop the run here, before anything is written.
     model.require_pretrained_weights(validation=val_loader is not None)
     performance.prepare_networks(model, opt)  # --channels_last, --compile
-    cli.ensure_writable_dir(run_dir)
+    settings.ensure_writable_dir(run_dir)
     trainer = make_trainer(opt, run_dir, train_loader, extra_callbacks)
     if val_loader is not None:
         trainer.limit_val_batches = validation_batches(len(val_loader.dataset), opt.batch_size,
@@ -231,9 +214,10 @@ def train(opt, extra_callbacks=()):
 
 def main(argv=None):
     """Console entry point ``varitex-train``."""
-    with cli.user_errors("varitex-train"):
-        opt = cli.resolve_device(parse_options(argv))
-        trainer = train(opt)
+    with settings.user_errors("varitex-train"):
+        run = settings.resolve("train", argv)
+        trainer = train(run)
+    opt = run.opt
     if not opt.debug:
         print(f"Done: {trainer.global_step} steps, {trainer.current_epoch} epochs. "
               f"Checkpoints in {os.path.join(opt.path_out, opt.experiment_name, 'checkpoints')}")

@@ -8,7 +8,7 @@
     root/FFHQ/images/<stem>.png                           RGB images
     root/demo_world.json                                  manifest: generation parameters and counts
 
-so that ``DP=root FP=root`` points every default option at it (DESIGN.md section 4). Each person
+so that ``DP=root FP=root`` points every default option at it (the layout of docs/architecture.md, "A data source"). Each person
 (identity) has a shape, a painted albedo, hair, ears and a neck, and is shown in ``images_per_identity``
 random poses (yaw within +-30 degrees, some pitch and roll) with random expressions and lighting. Splits
 are by identity: the validation people are never seen in training. Everything is deterministic in
