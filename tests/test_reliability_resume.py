@@ -7,6 +7,7 @@ source of randomness training has; the resumed runs load their data in a worker 
 one in the main process (the augmentation must not depend on it).
 """
 import os
+import shutil
 import signal
 
 import pytest
@@ -77,12 +78,23 @@ def assert_same_training_state(resumed, reference):
                 assert torch.equal(got["state"][index][name], value), (index, name)
 
 
-def test_resume_after_one_of_two_epochs_is_bit_identical(world, tmp_path, uninterrupted):
-    train.train(options(world, tmp_path, "--num_workers", "1", "--max_epochs", "1"))
-    first = read_checkpoint(last_checkpoint(tmp_path))
-    assert first["epoch"] == 0
-    train.train(options(world, tmp_path, "--num_workers", "1", "--checkpoint", str(last_checkpoint(tmp_path))))
-    assert_same_training_state(read_checkpoint(last_checkpoint(tmp_path)), uninterrupted)
+@pytest.fixture(scope="module")
+def after_one_epoch(world, tmp_path_factory):
+    """A run stopped after epoch 1 of 2 (``--max_epochs 1``), data loaded in a worker process."""
+    path_out = tmp_path_factory.mktemp("one_epoch")
+    train.train(options(world, path_out, "--num_workers", "1", "--max_epochs", "1"))
+    assert read_checkpoint(last_checkpoint(path_out))["epoch"] == 0
+    return path_out
+
+
+def resume(world, after_one_epoch, tmp_path, workers):
+    shutil.copytree(after_one_epoch, tmp_path, dirs_exist_ok=True, symlinks=True)
+    train.train(options(world, tmp_path, "--num_workers", workers, "--checkpoint", str(last_checkpoint(tmp_path))))
+    return read_checkpoint(last_checkpoint(tmp_path))
+
+
+def test_resume_after_one_of_two_epochs_is_bit_identical(world, after_one_epoch, tmp_path, uninterrupted):
+    assert_same_training_state(resume(world, after_one_epoch, tmp_path, "1"), uninterrupted)
 
 
 def test_resume_after_ctrl_c_mid_epoch_is_bit_identical(world, tmp_path, uninterrupted, capsys):
@@ -97,12 +109,10 @@ def test_resume_after_ctrl_c_mid_epoch_is_bit_identical(world, tmp_path, uninter
     assert_same_training_state(read_checkpoint(last_checkpoint(tmp_path)), uninterrupted)
 
 
-def test_without_the_resume_state_the_runs_differ(world, tmp_path, uninterrupted, monkeypatch):
+def test_without_the_resume_state_the_runs_differ(world, after_one_epoch, tmp_path, uninterrupted, monkeypatch):
     """The comparison above can fail: resuming with the sampler's epoch not restored gives other weights."""
     monkeypatch.setattr(EpochShuffle, "resume_at", lambda self, epoch, batches_done: None)
-    train.train(options(world, tmp_path, "--num_workers", "0", "--max_epochs", "1"))
-    train.train(options(world, tmp_path, "--num_workers", "0", "--checkpoint", str(last_checkpoint(tmp_path))))
-    resumed = read_checkpoint(last_checkpoint(tmp_path))
+    resumed = resume(world, after_one_epoch, tmp_path, "0")
     assert not torch.equal(resumed["state_dict"]["generator.fc_mu.weight"],
                            uninterrupted["state_dict"]["generator.fc_mu.weight"])
 
