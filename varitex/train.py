@@ -183,6 +183,7 @@ def train(run: RunSettings, extra_callbacks=(), generator_config: GeneratorConfi
     opt = run.opt
     run_dir = os.path.join(opt.path_out, opt.experiment_name)
     to_remove = check_run_folder(opt, run_dir)
+    settings.check_writable_dir(run_dir)
     L.seed_everything(SEED, workers=True, verbose=False)
     train_loader, val_loader = make_dataloaders(opt)
     model, ckpt_path = make_model(run, generator_config)

@@ -120,6 +120,17 @@ def ensure_writable_dir(path, option="path_out"):
     return path
 
 
+def check_writable_dir(path, option="path_out"):
+    """Raise PermissionError as ensure_writable_dir would when ``path`` cannot be created or written to,
+    without creating anything (the nearest existing folder above it must be a writable folder)."""
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+        reason = "Not a directory" if not os.path.isdir(existing) else "Permission denied"
+        raise PermissionError(f"--{option}: cannot write to the output folder {path} ({reason}: {existing})")
+
+
 def check_split(opt):
     """Raise ValueError unless ``opt.dataset_split`` is 'all' or a key of dataset_splits.npz."""
     if opt.dataset_split == "all":
