@@ -120,8 +120,8 @@ def test_missing_file_and_wrong_content_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="checkpoint .*nowhere.ckpt does not exist"):
         read_checkpoint(tmp_path / "nowhere.ckpt")
     torch.save({"weights": torch.zeros(1)}, tmp_path / "plain.pt")
-    with pytest.raises(ValueError, match=r"plain.pt is not a Lightning checkpoint: no 'state_dict' entry "
-                                         r"\(found \['weights'\]\)"):
+    with pytest.raises(ValueError, match=r"plain.pt is not a Lightning checkpoint: no 'state_dict' dictionary "
+                                         r"\(found weights\)"):
         load_pipeline(tmp_path / "plain.pt")
 
 
@@ -129,8 +129,10 @@ def test_objects_of_other_packages_are_refused_by_the_safe_loader(tmp_path):
     with pytest.MonkeyPatch.context() as patch:
         (payload,) = fake_classes(patch, ["evil.payload.Payload"])
         torch.save({"state_dict": {}, "payload": payload()}, tmp_path / "evil.ckpt")
-    with pytest.raises(ValueError, match=r"cannot be loaded safely .*\['evil.payload.Payload'\].* weights_only=False"):
+    with pytest.raises(ValueError, match=r"references evil.payload.Payload, .* it was not loaded \(nothing in it was "
+                                         r"run\)") as error:
         read_checkpoint(tmp_path / "evil.ckpt")
+    assert "weights_only=False" not in str(error.value)  # never advise loading with pickle
 
 
 def test_stored_architecture_options_win_over_the_callers():
