@@ -181,9 +181,11 @@ def test_device_typos_are_one_line(world, checkpoint, tmp_path, capsys, device):
     assert not (tmp_path / "out").exists()
 
 
-def test_lightning_configuration_errors_are_one_line(world, tmp_path, capsys):
-    run_main(train.main, world_flags(world, tmp_path / "out") + TINY + ["--devices", "abc"])
-    assert "abc" in one_line_error(capsys, "varitex-train")
+@pytest.mark.parametrize("devices", ["abc", "0", "1,a", "-2"])
+def test_devices_typos_are_one_line_before_anything_is_written(world, tmp_path, capsys, devices):
+    run_main(train.main, world_flags(world, tmp_path / "out") + TINY + ["--devices", devices])
+    assert f"--devices '{devices}': use a number of devices" in one_line_error(capsys, "varitex-train")
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("content, expected", [

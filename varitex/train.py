@@ -108,8 +108,18 @@ def make_logger(opt, run_dir):
 
 
 def _devices(value):
-    """--devices as Lightning wants it: an int for a count, else the string (e.g. "auto", "0,1")."""
-    return int(value) if str(value).lstrip("-").isdigit() else value
+    """--devices as Lightning wants it: an int for a count, else the string (e.g. "auto", "0,1").
+
+    Raises:
+        ValueError: naming the value, for anything else (Lightning would raise a TypeError).
+    """
+    text = str(value).strip()
+    if text.lstrip("-").isdigit() and int(text) >= -1 and int(text) != 0:
+        return int(text)
+    if text == "auto" or (text and all(part.strip().isdigit() for part in text.rstrip(",").split(","))):
+        return text
+    raise ValueError(f"--devices {value!r}: use a number of devices (e.g. 4, or -1 for all), a comma-separated "
+                     f"list of GPU indices (e.g. 0,1) or auto")
 
 
 def make_trainer(opt, run_dir, train_loader, extra_callbacks=()):
@@ -182,6 +192,7 @@ def train(run: RunSettings, extra_callbacks=(), generator_config: GeneratorConfi
     """
     opt = run.opt
     run_dir = os.path.join(opt.path_out, opt.experiment_name)
+    _devices(opt.devices)  # a typo in --devices stops here, before anything is read or written
     to_remove = check_run_folder(opt, run_dir)
     settings.check_writable_dir(run_dir)
     L.seed_everything(SEED, workers=True, verbose=False)
