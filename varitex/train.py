@@ -116,7 +116,7 @@ def _devices(value):
     text = str(value).strip()
     if text.lstrip("-").isdigit() and int(text) >= -1 and int(text) != 0:
         return int(text)
-    if text == "auto" or (text and all(part.strip().isdigit() for part in text.rstrip(",").split(","))):
+    if text == "auto" or ("," in text and all(part.strip().isdigit() for part in text.rstrip(",").split(","))):
         return text
     raise ValueError(f"--devices {value!r}: use a number of devices (e.g. 4, or -1 for all), a comma-separated "
                      f"list of GPU indices (e.g. 0,1) or auto")
