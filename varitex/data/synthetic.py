@@ -340,6 +340,25 @@ def world_is_complete(root, parameters):
     return all(path.is_file() for path in files)
 
 
+def person_of_images(root, indices):
+    """The synthetic person shown in each image of a demo world.
+
+    Args:
+        root: a complete demo world.
+        indices: (N,) image indices (rows of the preprocessed arrays, e.g. a split of dataset_splits.npz).
+
+    Returns:
+        (N,) int64 array of person ids (images of one person share the id).
+
+    Raises:
+        ValueError: when ``root`` is not a complete demo world.
+    """
+    manifest = _read_manifest(Path(root))
+    if manifest is None or manifest.get("status") != "complete":
+        raise ValueError(f"{root} is not a complete demo world (no valid {MANIFEST})")
+    return np.asarray(indices, dtype=np.int64) // manifest["parameters"]["images_per_identity"]
+
+
 def ensure_demo_world(root=None, **kwargs):
     """Return the root of a demo world with the given generation arguments, generating it if needed.
 
