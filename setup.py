@@ -24,13 +24,13 @@ setup(
         "imageio",
     ],
     extras_require={
-        "test": ["pytest", "nbclient", "nbformat", "ipykernel"],
+        "test": ["pytest", "nbclient", "nbformat", "ipykernel", "wandb"],
         "wandb": ["wandb"],
         "video": ["imageio-ffmpeg"],
     },
     entry_points={"console_scripts": [
         "varitex-train = varitex.train:main",
         "varitex-inference = varitex.inference:main",
-        "varitex-make-demo = varitex.data.synthetic:main",
+        "varitex-make-demo = varitex.demo_world.world:main",
     ]},
 )

@@ -1,26 +1,9 @@
-"""Shared test helpers: the read-only reference folder ``../shared`` beside the project, a tiny demo world."""
-import os
-from pathlib import Path
-
+"""pytest configuration: markers and the tiny demo world shared by the tests (helpers live in helpers.py)."""
 import pytest
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-SHARED = PROJECT_ROOT.parent / "shared"
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "cuda: needs a CUDA GPU, skipped without one (run by benchmarks/gpu_check.sh)")
-
-
-def shared_path(*parts):
-    """Path inside ``../shared``; skips the test when the folder is absent (fails in CI, where it must exist)."""
-    path = SHARED.joinpath(*parts)
-    if not path.exists():
-        message = f"reference data {path} is not available (it lives in ../shared beside the project)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + "; CI=true requires it")
-        pytest.skip(message)
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -29,7 +12,7 @@ def tiny_world(tmp_path_factory):
 
     Layout as the authors' data (DP=root, FP=root); split train 8 images / val 4 (the last identity).
     """
-    from varitex.data.synthetic import ensure_demo_world
+    from varitex.demo_world import ensure_demo_world
 
     return ensure_demo_world(tmp_path_factory.mktemp("tiny_world"), n_images=12, image_size=64, array_size=64,
                              images_per_identity=4)
