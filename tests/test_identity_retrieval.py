@@ -17,6 +17,8 @@ def test_top1_counts_images_whose_own_latent_wins_and_person_top1_leaves_it_out(
     assert result["person_top1"] == pytest.approx(0.75)
     assert result["person_chance"] == pytest.approx(1 / 3)
     assert set(identity_retrieval(errors)) == {"top1", "chance"}
+    # One image per person: nothing to leave out.
+    assert set(identity_retrieval(errors, person=torch.arange(4))) == {"top1", "chance"}
 
 
 class _ColourGenerator(torch.nn.Module):

@@ -42,7 +42,7 @@ UV_FILE = Path("basel_facemodel", "face12.json")
 ARRAY_DIR = Path("FFHQ", "preprocessed_dataset")
 IMAGE_DIR = Path("FFHQ", "images")
 ARRAY_NAMES = ("R", "t", "s", "sp", "ep", "segmentation", "uv", "filename")
-DEFAULTS = {"n_images": 200, "image_size": 256, "array_size": 256, "seed": 0, "images_per_identity": 4,
+DEFAULTS = {"n_images": 200, "image_size": 256, "array_size": 256, "seed": 0, "images_per_identity": 1,
             "val_fraction": 0.1}
 
 # Pose distribution (degrees): yaw dominates, as in FFHQ.
@@ -157,7 +157,7 @@ def _write_png(path, image):
     Image.fromarray((image.numpy() * 255.0 + 0.5).astype(np.uint8)).save(path, compress_level=1)
 
 
-def generate_demo_world(root, n_images=200, image_size=256, array_size=256, seed=0, images_per_identity=4,
+def generate_demo_world(root, n_images=200, image_size=256, array_size=256, seed=0, images_per_identity=1,
                         val_fraction=0.1, progress=False):
     """Write a complete synthetic demo world into ``root`` (see the module docstring for the layout).
 

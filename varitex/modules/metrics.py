@@ -93,14 +93,15 @@ def identity_retrieval(errors, person=None):
 
     Returns:
         dict with ``top1``: fraction of images j whose own latent reconstructs them best (chance ``chance``
-        = 1/N); with ``person``, also ``person_top1``: leave-one-out, the fraction of images j for which the
-        best of the *other* images' latents shows the same person (a person's identity, not the image's
-        pose, light or expression; chance ``person_chance``, the mean share of same-person candidates).
+        = 1/N); with ``person`` and a person shown more than once, also ``person_top1``: leave-one-out, the
+        fraction of images j for which the best of the *other* images' latents shows the same person (a
+        person's identity, not the image's pose, light or expression; chance ``person_chance``, the mean
+        share of same-person candidates). With one image per person, ``top1`` is the person retrieval.
     """
     n = errors.shape[0]
     own = torch.arange(n, device=errors.device)
     result = {"top1": (errors.argmin(1) == own).float().mean().item(), "chance": 1.0 / n}
-    if person is not None:
+    if person is not None and len(torch.as_tensor(person).unique()) < n:  # some person has several images
         person = torch.as_tensor(person, device=errors.device)
         others = errors.clone()
         others[own, own] = float("inf")
