@@ -1,19 +1,29 @@
-"""Does the embedded demo learn? Reconstruction L2 on the demo's val split before and after training.
+"""Does the embedded demo learn? Reconstruction L2 and identity retrieval on the demo's val split, before and
+after training.
 
     varitex-train --demo                             # first: the demo run (about 6 minutes on a 2-core CPU)
     python benchmarks/demo_learning_curve.py [--checkpoint outputs/demo/checkpoints/last.ckpt]
                                              [--picture docs/demo_outputs.png]
 
 "Before" is the network the demo run starts from (same options, same seed); "after" is the checkpoint.
-Both run in eval mode with z = mu. Prints JSON lines:
+Both run in eval mode with z = mu.
 
-    {"model": "initial", "val_l2": ..., "n_images": ...}
-    {"model": "trained", "val_l2": ..., "n_images": ..., "global_step": ..., "epoch": ...}
+Identity retrieval (does the model tell people apart?): every val image's latent mean mu_i is rendered with
+every val image j's own UV render, and we ask which latent reconstructs image j best inside j's head mask
+(MASK_FULL). ``top1``: the share of images j whose own latent wins (chance 1/N). ``person_top1``: leaving
+image j's own latent out, the share for which the winner is another image of the same person, i.e. the latent
+carries the person rather than the image's light or expression (chance: the share of same-person candidates).
+
+Prints JSON lines:
+
+    {"model": "initial", "val_l2": ..., "top1": ..., "chance": ..., "person_top1": ..., "person_chance": ...,
+     "n_images": ..., "n_people": ...}
+    {"model": "trained", ... the same ..., "global_step": ..., "epoch": ...}
     {"val_l2_ratio": trained / initial}
 
-and writes a picture: per val image (rows) the input, the initial output and the trained output as the
-generator draws them (IMAGE_OUT, unmasked), the trained output masked like inference, and the trained model
-re-posed at yaw -45, -15, 15, 45 degrees (masked).
+and writes a picture: per val person (rows, one image each) the input, the initial output and the trained
+output as the generator draws them (IMAGE_OUT, unmasked), the trained output masked like inference, and the
+trained model re-posed at yaw -45, -15, 15, 45 degrees (masked).
 """
 import argparse
 import json
@@ -29,7 +39,9 @@ from varitex import visualization as vis
 from varitex.checkpoints import load_pipeline
 from varitex.data.keys_enum import DataItemKey as DIK
 from varitex.data.npy_dataset import NPYDataset
+from varitex.demo_world.world import person_of_images
 from varitex.generation import generate, uv_factory_from_options
+from varitex.modules.metrics import identity_errors, identity_retrieval
 from varitex.modules.pipeline import PipelineModule
 from varitex.options import settings
 
@@ -37,15 +49,19 @@ YAWS = (-45.0, -15.0, 15.0, 45.0)
 
 
 @torch.no_grad()
-def evaluate(pipeline, loader):
-    """Mean squared error between IMAGE_OUT and IMAGE_IN over the loader (z = mu), and the outputs."""
-    total, count, outputs = 0.0, 0, []
-    for batch in loader:
-        out = pipeline(batch, std_multiplier=0)
-        total += torch.nn.functional.mse_loss(out[DIK.IMAGE_OUT], out[DIK.IMAGE_IN], reduction="sum").item()
-        count += out[DIK.IMAGE_IN].numel()
-        outputs.append(out)
-    return total / count, outputs
+def evaluate(pipeline, loader, person):
+    """Val L2 (mean squared error between IMAGE_OUT and IMAGE_IN, z = mu) and identity retrieval.
+
+    Returns:
+        (figures dict, the outputs of every batch concatenated into one dict of (N, ...) tensors).
+    """
+    outputs = [pipeline(batch, std_multiplier=0) for batch in loader]
+    out = {key: torch.cat([o[key] for o in outputs]) for key in outputs[0] if isinstance(outputs[0][key], torch.Tensor)}
+    l2 = torch.nn.functional.mse_loss(out[DIK.IMAGE_OUT], out[DIK.IMAGE_IN]).item()
+    errors = identity_errors(pipeline.generator, out[DIK.STYLE_LATENT_MU], out[DIK.UV_RENDERED], out[DIK.IMAGE_IN],
+                             out[DIK.MASK_FULL])
+    figures = {"val_l2": l2, **identity_retrieval(errors, person)}
+    return {name: round(value, 5) for name, value in figures.items()}, out
 
 
 def masked(out):
@@ -65,27 +81,29 @@ def main(argv=None):
     L.seed_everything(SEED, verbose=False)  # the initialisation of the demo run
     initial = PipelineModule(opt).eval()
     trained = load_pipeline(checkpoint, opt, checkpoint=stored).eval()
-    loader = DataLoader(NPYDataset(opt, split="val", augmentation=False), batch_size=opt.batch_size)
+    dataset = NPYDataset(opt, split="val", augmentation=False)
+    loader = DataLoader(dataset, batch_size=opt.batch_size)
+    person = torch.as_tensor(person_of_images(os.path.dirname(os.path.dirname(opt.dataroot_npy)), dataset.indices))
 
-    l2_initial, out_initial = evaluate(initial, loader)
-    l2_trained, out_trained = evaluate(trained, loader)
-    n_images = len(loader.dataset)
-    print(json.dumps({"model": "initial", "val_l2": round(l2_initial, 5), "n_images": n_images}))
-    print(json.dumps({"model": "trained", "val_l2": round(l2_trained, 5), "n_images": n_images,
-                      "global_step": stored["global_step"], "epoch": stored["epoch"]}))
-    print(json.dumps({"val_l2_ratio": round(l2_trained / l2_initial, 4)}))
+    counts = {"n_images": len(dataset), "n_people": len(person.unique())}
+    initial_figures, out_initial = evaluate(initial, loader, person)
+    trained_figures, out_trained = evaluate(trained, loader, person)
+    print(json.dumps({"model": "initial", **initial_figures, **counts}))
+    print(json.dumps({"model": "trained", **trained_figures, **counts, "global_step": stored["global_step"],
+                      "epoch": stored["epoch"]}))
+    print(json.dumps({"val_l2_ratio": round(trained_figures["val_l2"] / initial_figures["val_l2"], 4)}))
 
-    first = {key: torch.cat([out[key] for out in out_trained])[:args.n_shown]
+    # One row per person: each person's first val image.
+    shown = torch.tensor([int(torch.nonzero(person == p)[0]) for p in person.unique()])[:args.n_shown]
+    first = {key: out_trained[key][shown]
              for key in (DIK.IMAGE_IN, DIK.STYLE_LATENT_MU, DIK.COEFF_SHAPE, DIK.COEFF_EXPRESSION)}
-    n = first[DIK.IMAGE_IN].shape[0]
+    n = len(shown)
     thetas = torch.tensor([[0.0, yaw, 0.0] for yaw in YAWS]).repeat(n, 1)
     posed = generate(trained, uv_factory_from_options(opt), first[DIK.STYLE_LATENT_MU].repeat_interleave(len(YAWS), 0),
                      first[DIK.COEFF_SHAPE].repeat_interleave(len(YAWS), 0),
                      first[DIK.COEFF_EXPRESSION].repeat_interleave(len(YAWS), 0), thetas)
-    columns = [vis.unnormalize(first[DIK.IMAGE_IN]),
-               torch.cat([vis.unnormalize(out[DIK.IMAGE_OUT]) for out in out_initial])[:n],
-               torch.cat([vis.unnormalize(out[DIK.IMAGE_OUT]) for out in out_trained])[:n],
-               torch.cat([masked(out) for out in out_trained])[:n]]
+    columns = [vis.unnormalize(first[DIK.IMAGE_IN]), vis.unnormalize(out_initial[DIK.IMAGE_OUT][shown]),
+               vis.unnormalize(out_trained[DIK.IMAGE_OUT][shown]), masked(out_trained)[shown]]
     columns = [column.unsqueeze(1) for column in columns]
     columns.append(masked(posed).view(n, len(YAWS), *posed[DIK.IMAGE_OUT].shape[1:]))
     grid = vis.image_grid(torch.cat(columns, dim=1).flatten(0, 1), nrow=4 + len(YAWS))

@@ -121,6 +121,28 @@ def test_non_default_options_change_every_dependent_shape_and_train():
     assert all(p.grad is not None for p in pipeline.discriminator.parameters())
 
 
+def test_network_width_scales_the_encoder_and_both_decoders_and_defaults_to_the_authors():
+    assert TrainOptions().parse([]).network_width == 1.0
+    opt = TrainOptions().parse(SMALL + ["--network_width", "0.25", "--lambda_gan", "0"])
+    shapes = {key: tuple(value.shape) for key, value in PipelineModule(opt).state_dict().items()}
+    assert shapes["generator.fc_mu.weight"] == shapes["generator.fc_var.weight"] == (256, 128)
+    assert shapes["generator.encoder.encoder.conv1.weight"] == (16, 3, 3, 3)
+    assert shapes["generator.encoder.encoder.layer4.1.conv2.weight"] == (128, 128, 3, 3)
+    assert shapes["generator.decoder.decoder.linear.weight"] == (128 * 16, 128)
+    assert shapes["generator.decoder.decoder.initial.0.conv1.weight"] == (128, 128, 3, 3)
+    assert shapes["generator.decoder.decoder.layer4.1.conv2.weight"] == (16, 16, 3, 3)
+    assert shapes["generator.decoder.decoder.conv1.weight"] == (16, 16, 3, 3)
+    assert shapes["generator.decoder_exterior.decoder.linear.weight"] == (128, 128)
+    assert shapes["generator.decoder_exterior.decoder.initial.0.conv1.weight"] == (128, 128 + 16, 3, 3)
+    # The U-Net's width is its own option, --nc_feature2image.
+    assert shapes["generator.texture2image.unet.layers.0.net.0.weight"] == (8, 32, 3, 3)
+    generator = Generator(generator_config(opt))
+    out = generator({DIK.IMAGE_IN_ENCODE: torch.randn(2, 3, 64, 64), DIK.UV_RENDERED: torch.rand(2, 64, 64, 2) * 2 - 1})
+    assert out[DIK.STYLE_LATENT].shape == (2, 256)
+    assert out[DIK.TEXTURE_PERSON].shape == (2, 16, 128, 128)
+    assert out[DIK.IMAGE_OUT].shape == (2, 3, 64, 64)
+
+
 @pytest.fixture(scope="module")
 def small_generator():
     return Generator(generator_config(TrainOptions().parse(SMALL + ["--latent_dim", "16", "--uv_mask_value", "-7"])))
@@ -187,6 +209,8 @@ def test_spectral_norm_power_iterates_in_training_and_uses_stored_vectors_in_eva
     ("image_h", 64.5, "--image_h must be a positive integer"),
     ("norm_discriminator", "spectralgroup", "--norm_discriminator must be"),
     ("lr", 0.0, "--lr must be a finite number > 0"),
+    ("network_width", 0.0, "--network_width must be a fraction in (0, 1]"),
+    ("network_width", 1.5, "--network_width must be a fraction in (0, 1]"),
     ("image_w", 8, "--image_h/--image_w must be >= 16 for --feature2image_num_layers 5"),
     ("uv_mask_value", "zero", "--uv_mask_value must be a finite number")])
 def test_invalid_options_fail_at_construction_naming_the_option(name, value, message):

@@ -43,7 +43,7 @@ UV_FILE = Path("basel_facemodel", "face12.json")
 ARRAY_DIR = Path("FFHQ", "preprocessed_dataset")
 IMAGE_DIR = Path("FFHQ", "images")
 ARRAY_NAMES = ("R", "t", "s", "sp", "ep", "segmentation", "uv", "filename")
-DEFAULTS = {"n_images": 200, "image_size": 256, "array_size": 256, "seed": 0, "images_per_identity": 4,
+DEFAULTS = {"n_images": 200, "image_size": 256, "array_size": 256, "seed": 0, "images_per_identity": 1,
             "val_fraction": 0.1}
 
 # Pose distribution (degrees): yaw dominates, as in FFHQ.
@@ -158,7 +158,7 @@ def _write_png(path, image):
     Image.fromarray((image.numpy() * 255.0 + 0.5).astype(np.uint8)).save(path, compress_level=1)
 
 
-def generate_demo_world(root, n_images=200, image_size=256, array_size=256, seed=0, images_per_identity=4,
+def generate_demo_world(root, n_images=200, image_size=256, array_size=256, seed=0, images_per_identity=1,
                         val_fraction=0.1, progress=False):
     """Write a complete synthetic demo world into ``root`` (see the module docstring for the layout).
 
@@ -341,6 +341,25 @@ def world_is_complete(root, parameters):
     files += [root / ARRAY_DIR / f"{name}.npy" for name in ARRAY_NAMES]
     files += [root / IMAGE_DIR / f"{i:05d}.png" for i in range(parameters["n_images"])]
     return all(path.is_file() for path in files)
+
+
+def person_of_images(root, indices):
+    """The synthetic person shown in each image of a demo world.
+
+    Args:
+        root: a complete demo world.
+        indices: (N,) image indices (rows of the preprocessed arrays, e.g. a split of dataset_splits.npz).
+
+    Returns:
+        (N,) int64 array of person ids (images of one person share the id).
+
+    Raises:
+        ValueError: when ``root`` is not a complete demo world.
+    """
+    manifest = _read_manifest(Path(root))
+    if manifest is None or manifest.get("status") != "complete":
+        raise ValueError(f"{root} is not a complete demo world (no valid {MANIFEST})")
+    return np.asarray(indices, dtype=np.int64) // manifest["parameters"]["images_per_identity"]
 
 
 def ensure_demo_world(root=None, **kwargs):

@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
+from varitex.modules import decoder, encoder
 from varitex.modules.decoder import TEXTURE_DIMS
 from varitex.modules.discriminator import parse_norm
 from varitex.modules.generator import GeneratorConfig
@@ -21,8 +22,9 @@ from varitex.modules.loss import GAN_LOSSES
 from varitex.options import varitex_default_options
 
 # Options that change parameter shapes: a checkpoint's stored values for these win over the caller's.
-ARCHITECTURE_OPTIONS = ("latent_dim", "texture_nc", "texture_dim", "nc_feature2image", "feature2image_num_layers",
-                        "nc_discriminator", "num_discriminator", "n_layers_discriminator", "norm_discriminator")
+ARCHITECTURE_OPTIONS = ("latent_dim", "texture_nc", "texture_dim", "network_width", "nc_feature2image",
+                        "feature2image_num_layers", "nc_discriminator", "num_discriminator", "n_layers_discriminator",
+                        "norm_discriminator")
 POSITIVE_INT_OPTIONS = ("latent_dim", "texture_nc", "image_h", "image_w", "nc_feature2image",
                         "feature2image_num_layers", "nc_discriminator", "num_discriminator", "n_layers_discriminator")
 LAMBDA_OPTIONS = ("lambda_gan", "lambda_discriminator_features", "lambda_l2", "lambda_kl", "lambda_vgg",
@@ -59,6 +61,9 @@ def validate_options(opt: argparse.Namespace) -> None:
         raise ValueError(f"--image_h/--image_w must be >= {smallest} for --feature2image_num_layers "
                          f"{opt.feature2image_num_layers} (the U-Net halves the image "
                          f"{opt.feature2image_num_layers - 1} times), got {opt.image_h}x{opt.image_w}")
+    if not _is_real(opt.network_width) or not 0 < opt.network_width <= 1:
+        raise ValueError(f"--network_width must be a fraction in (0, 1] of the authors' channel counts, "
+                         f"got {opt.network_width!r}")
     if opt.texture_dim not in TEXTURE_DIMS:
         raise ValueError(f"--texture_dim must be one of {TEXTURE_DIMS}, got {opt.texture_dim!r}")
     if opt.gan_mode not in GAN_LOSSES:
@@ -127,11 +132,25 @@ def merge_saved_options(opt: Any, saved: Mapping, explicit: set[str]) -> Any:
     return opt
 
 
+def scaled_widths(planes: tuple[int, ...], fraction: float) -> tuple[int, ...]:
+    """``planes`` times ``fraction``, each rounded and at least 1; exactly ``planes`` for fraction 1."""
+    return tuple(max(1, round(width * fraction)) for width in planes)
+
+
 def generator_config(opt: argparse.Namespace) -> GeneratorConfig:
-    """The generator's constructor arguments from the authors' options (widths: the authors')."""
+    """The generator's constructor arguments from the authors' options.
+
+    --network_width scales the channel counts of the encoder and of both texture decoders (1: the authors'
+    networks, state_dict keys and shapes unchanged); the U-Net's width is --nc_feature2image.
+    """
+    width = opt.network_width
     return GeneratorConfig(latent_dim=opt.latent_dim, texture_nc=opt.texture_nc, texture_dim=opt.texture_dim,
                            uv_mask_value=opt.uv_mask_value, feature2image_num_layers=opt.feature2image_num_layers,
-                           nc_feature2image=opt.nc_feature2image)
+                           nc_feature2image=opt.nc_feature2image,
+                           encoder_planes=scaled_widths(encoder.STAGE_PLANES, width),
+                           texture_decoder_planes=scaled_widths(decoder.TEXTURE_STAGE_PLANES, width),
+                           additive_decoder_planes=scaled_widths(decoder.ADDITIVE_STAGE_PLANES, width),
+                           decoder_latent_channels=scaled_widths((decoder.LATENT_CHANNELS,), width)[0])
 
 
 def discriminator_arguments(opt: argparse.Namespace) -> dict:

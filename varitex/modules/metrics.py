@@ -11,6 +11,7 @@ from torch import nn
 from torchmetrics.functional.image import structural_similarity_index_measure
 
 from varitex.data.image_ops import IMAGENET_MEAN, IMAGENET_STD, denormalize  # noqa: F401 (re-exported)
+from varitex.data.keys_enum import DataItemKey as DIK
 from varitex.modules.pretrained import load_torchvision_features
 
 
@@ -53,3 +54,58 @@ class LPIPSMetric(nn.Module):
         """fake, real: (B, 3, H, W) ImageNet-normalized -> 0-dim tensor (mean LPIPS over the batch)."""
         fake, real = denormalize(fake.float()), denormalize(real.float())
         return self.metric(fake, real, normalize=True).mean()
+
+
+@torch.no_grad()
+def identity_errors(generator, latents, uv, image, mask, chunk=64):
+    """Cross-rendering errors for identity retrieval: every latent rendered with every image's own UVs.
+
+    Args:
+        generator: a Generator (its current mode is used; call eval() first for inference numerics).
+        latents: (N, latent_dim) identity codes, e.g. STYLE_LATENT_MU of the N images.
+        uv: (N, H, W, 2) UV_RENDERED of the N images.
+        image: (N, 3, H, W) IMAGE_IN of the N images, ImageNet-normalized.
+        mask: (N, 1, H, W) the region compared (e.g. MASK_FULL, the head), bool or float in [0, 1].
+        chunk: renders per generator call.
+
+    Returns:
+        (N, N) float tensor: ``errors[j, i]`` is the mean squared error inside ``mask[j]`` between ``image[j]``
+        and G(latents[i], uv[j]).
+    """
+    n = latents.shape[0]
+    mask = mask.float()
+    errors = latents.new_empty(n, n)
+    pairs = torch.cartesian_prod(torch.arange(n), torch.arange(n))  # (j, i), j-major
+    for start in range(0, n * n, chunk):
+        j, i = pairs[start:start + chunk].unbind(1)
+        rendered = generator.forward_latent2image({DIK.STYLE_LATENT: latents[i], DIK.UV_RENDERED: uv[j]})
+        squared = (rendered[DIK.IMAGE_OUT] - image[j]) ** 2 * mask[j]
+        errors[j, i] = squared.sum((1, 2, 3)) / (mask[j].sum((1, 2, 3)) * image.shape[1]).clamp(min=1)
+    return errors
+
+
+def identity_retrieval(errors, person=None):
+    """Top-1 identity retrieval from ``identity_errors``.
+
+    Args:
+        errors: (N, N) errors[j, i] of image j rendered with latent i.
+        person: optional (N,) int tensor, the person shown in each image.
+
+    Returns:
+        dict with ``top1``: fraction of images j whose own latent reconstructs them best (chance ``chance``
+        = 1/N); with ``person`` and a person shown more than once, also ``person_top1``: leave-one-out, the
+        fraction of images j for which the best of the *other* images' latents shows the same person (a
+        person's identity, not the image's pose, light or expression; chance ``person_chance``, the mean
+        share of same-person candidates). With one image per person, ``top1`` is the person retrieval.
+    """
+    n = errors.shape[0]
+    own = torch.arange(n, device=errors.device)
+    result = {"top1": (errors.argmin(1) == own).float().mean().item(), "chance": 1.0 / n}
+    if person is not None and len(torch.as_tensor(person).unique()) < n:  # some person has several images
+        person = torch.as_tensor(person, device=errors.device)
+        others = errors.clone()
+        others[own, own] = float("inf")
+        same = person[:, None] == person[None, :]
+        result["person_top1"] = same[own, others.argmin(1)].float().mean().item()
+        result["person_chance"] = ((same.sum(1) - 1).float() / max(n - 1, 1)).mean().item()
+    return result

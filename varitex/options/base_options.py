@@ -65,6 +65,9 @@ class BaseOptions:
                             help="feature value outside the face (MASK_UV)")
         parser.add_argument("--latent_dim", default=256, type=_positive_int,
                             help="size of z; the first half drives the face texture, the second the additive decoder")
+        parser.add_argument("--network_width", default=1.0, type=float,
+                            help="fraction (0, 1] of the authors' channel counts in the encoder and both texture "
+                                 "decoders; 1 is the authors' network (the U-Net's width is --nc_feature2image)")
         parser.add_argument("--nc_feature2image", default=64, type=_positive_int,
                             help="U-Net features at the top level")
         parser.add_argument("--feature2image_num_layers", default=5, type=_positive_int, help="U-Net levels")
