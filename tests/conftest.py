@@ -33,3 +33,34 @@ def tiny_world(tmp_path_factory):
 
     return ensure_demo_world(tmp_path_factory.mktemp("tiny_world"), n_images=12, image_size=64, array_size=64,
                              images_per_identity=4)
+
+
+# The explorer's tests: the smallest model the architecture allows (the decoders keep their widths).
+EXPLORE_MODEL_OPTIONS = dict(image_h=64, image_w=64, texture_dim=128, nc_feature2image=8, feature2image_num_layers=3,
+                             latent_dim=16, lambda_gan=0.0, lambda_vgg=0.0, no_lpips=True)
+
+
+def write_random_checkpoint(path, **options):
+    """A checkpoint of ours (state_dict + varitex_opt) with random generator weights; returns ``path``."""
+    import torch
+
+    from varitex.modules.model_options import options_to_dict
+    from varitex.modules.pipeline import PipelineModule
+
+    torch.manual_seed(0)
+    pipeline = PipelineModule(options)
+    torch.save({"state_dict": pipeline.state_dict(), "varitex_opt": options_to_dict(pipeline.opt)}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def explore_checkpoint(tmp_path_factory):
+    """A random-weight checkpoint of EXPLORE_MODEL_OPTIONS."""
+    return write_random_checkpoint(tmp_path_factory.mktemp("explore") / "random.ckpt", **EXPLORE_MODEL_OPTIONS)
+
+
+def world_paths(root):
+    """Path options of a demo world rooted at ``root`` (DP = FP = root)."""
+    return dict(dataroot_npy=str(root / "FFHQ" / "preprocessed_dataset"), image_folder=str(root / "FFHQ" / "images"),
+                path_bfm=str(root / "basel_facemodel" / "model2017-1_face12_nomouth.h5"),
+                path_uv=str(root / "basel_facemodel" / "face12.json"))

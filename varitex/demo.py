@@ -26,7 +26,21 @@ def _batched(x, n, width):
     return x.expand(n, width) if x.shape[0] == 1 else x
 
 
-def generate(pipeline, uv_factory, z, sp, ep, theta, t=None, s=None):
+def decode_texture(pipeline, z):
+    """The pose-independent part of G: the neural face texture of latent codes, to pass to `generate` again.
+
+    Args:
+        pipeline: PipelineModule in eval mode.
+        z: (B, latent_dim) or (latent_dim,).
+    Returns:
+        TEXTURE_PERSON (B, texture_nc, texture_dim, texture_dim) on the pipeline's device.
+    """
+    z = torch.as_tensor(z, dtype=torch.float32).reshape(-1, pipeline.generator.latent_dim).to(pipeline.device)
+    with torch.no_grad():
+        return pipeline.generator.forward_latent2texture({DIK.STYLE_LATENT: z})[DIK.TEXTURE_PERSON]
+
+
+def generate(pipeline, uv_factory, z, sp, ep, theta, t=None, s=None, texture=None):
     """G(z, sp, ep, R(theta)): render posed BFM faces and decode them with latent codes, in one batch.
 
     Inputs with a batch dimension of 1 (or none) are broadcast to the largest batch.
@@ -35,6 +49,9 @@ def generate(pipeline, uv_factory, z, sp, ep, theta, t=None, s=None):
         pipeline: PipelineModule in eval mode; uv_factory: BFMUVFactory on the same device.
         z: (B, latent_dim); sp: (B, K_shape); ep: (B, K_expr); theta: (B, 3) Euler angles in degrees
             (pitch, yaw, roll); t: (B, 3) translation (default DEFAULT_T); s: (B, 1) scale (default DEFAULT_S).
+        texture: None (default) decodes the face texture from z; or TEXTURE_PERSON (B or 1, texture_nc, T, T)
+            that `decode_texture` returned for these z, which skips the texture decoder (the texture does
+            not depend on sp, ep or theta; the images are those of the default path).
     Returns:
         dict with IMAGE_OUT (B, 3, H, W) ImageNet-normalized, SEGMENTATION_PREDICTED (B, 1, H, W) in [0, 1]
         and UV_RENDERED (B, H, W, 2), on the pipeline's device.
@@ -51,7 +68,13 @@ def generate(pipeline, uv_factory, z, sp, ep, theta, t=None, s=None):
     x = {name: _batched(value, n, widths[name]).to(device) for name, value in flat.items()}
     with torch.no_grad():
         uv = uv_factory.getUV(euler_to_rotation(x["theta"]), x["t"], x["s"], x["sp"], x["ep"])
-        out = pipeline.generator.forward_latent2image({DIK.STYLE_LATENT: x["z"], DIK.UV_RENDERED: uv})
+        batch = {DIK.STYLE_LATENT: x["z"], DIK.UV_RENDERED: uv}
+        if texture is None:
+            out = pipeline.generator.forward_latent2image(batch)
+        else:
+            batch = pipeline.generator.split_latent(batch)
+            batch[DIK.TEXTURE_PERSON] = texture.to(device).expand(n, -1, -1, -1)
+            out = pipeline.generator.forward_texture2image(batch)
     return {DIK.IMAGE_OUT: out[DIK.IMAGE_OUT], DIK.SEGMENTATION_PREDICTED: out[DIK.SEGMENTATION_PREDICTED],
             DIK.UV_RENDERED: uv}
 
@@ -96,6 +119,12 @@ class Demo:
                 require_path(opt, option)
             return cls(opt.checkpoint, device=device, dataroot_npy=opt.dataroot_npy,
                        image_folder=opt.image_folder, path_bfm=opt.path_bfm, path_uv=opt.path_uv)
+        return cls.from_demo(device)
+
+    @classmethod
+    def from_demo(cls, device=None):
+        """The embedded demo: its synthetic world (generated on first use) and the checkpoint of
+        ``varitex-train --demo`` below ./outputs, trained now if it is missing."""
         from varitex import train
 
         opt = train.parse_options(["--demo"])
@@ -171,20 +200,25 @@ class Demo:
         if os.path.isfile(path):
             latents = torch.as_tensor(np.load(path), dtype=torch.float32)
         else:
-            latents = self._encode_split(split)
+            latents = self.encode_split(split)
         return latents[:, 0], latents[:, 1]
 
     @torch.no_grad()
-    def _encode_split(self, split):
-        """(N, 2, latent_dim): mu and std of every item of ``split`` (images through the encoder)."""
-        from torch.utils.data import DataLoader
+    def encode_split(self, split="val", indices=None):
+        """(N, 2, latent_dim): mu and std of the items ``indices`` of ``split`` (default: all), images through
+        the encoder."""
+        from torch.utils.data import DataLoader, Subset
 
         from varitex.data.npy_dataset import NPYDataset
 
         dataset = NPYDataset(self.opt, split=split, augmentation=False)
+        if indices is not None:
+            dataset = Subset(dataset, list(indices))
+        generator = self.pipeline.generator
         latents = []
         for batch in DataLoader(dataset, batch_size=self.opt.batch_size):
-            batch = self.pipeline({k: v.to(self.device) if isinstance(v, torch.Tensor) else v
-                                   for k, v in batch.items()}, std_multiplier=0)
+            # Only the encoder and the latent heads: the decoders are not needed for mu and std.
+            batch = generator.forward_encode({DIK.IMAGE_IN_ENCODE: batch[DIK.IMAGE_IN_ENCODE].to(self.device)})
+            batch = generator.forward_encoded2latent_distribution(batch)
             latents.append(torch.stack([batch[DIK.STYLE_LATENT_MU], batch[DIK.STYLE_LATENT_STD]], 1).cpu())
         return torch.cat(latents)
