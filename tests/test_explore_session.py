@@ -241,7 +241,9 @@ def test_uploaded_latents_become_identities(explorer, scene, tmp_path):
 
 @pytest.mark.parametrize("name, content, message", [
     ("notes.txt", b"hello", "notes.txt: not a .npy file"),
-    ("fake.npy", b"\x89PNG\r\n\x1a\n" + bytes(64), "fake.npy: not a readable .npy array"),
+    ("fake.npy", b"\x89PNG\r\n\x1a\n" + bytes(64), "fake.npy: not a .npy array .the file does not start"),
+    ("cut.npy", b"\x93NUMPY\x01\x00v\x00{'descr': '<f4', 'fortran_order': False, 'shape': (9, 16), }",
+     "cut.npy: not a readable .npy array"),
     ("pickled.npy", None, "pickled.npy: not a readable .npy array"),
     ("ints.npy", np.zeros((2, LATENT_DIM), dtype=np.int64), "ints.npy: expected floating-point values"),
     ("wide.npy", np.zeros((2, 3, LATENT_DIM), dtype=np.float32), r"wide.npy: shape \(2, 3, 16\) is neither"),

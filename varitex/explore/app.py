@@ -26,6 +26,10 @@ OFFLINE_ENVIRONMENT = {
 }
 POSE_RANGES = {"pitch": 45, "yaw": 90, "roll": 45}  # slider ranges in degrees
 IMAGE_HEIGHT = 320                                   # display size of the pictures, in CSS pixels
+# Small pictures (the demo's 64x64) are scaled up to the box, pixels kept sharp.
+CSS = """
+.picture img { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }
+"""
 
 
 def caption(explorer, scene):
@@ -73,9 +77,11 @@ def build(explorer, export_folder, max_upload_bytes=MAX_UPLOAD_BYTES):
         with gr.Row():
             with gr.Column(scale=2):
                 with gr.Row():
-                    image = gr.Image(first[1], label="image", elem_id="image", height=IMAGE_HEIGHT,
+                    image = gr.Image(first[1], label="image", elem_id="image", elem_classes="picture",
+                                     height=IMAGE_HEIGHT,
                                      interactive=False, format="png")
-                    uv = gr.Image(first[2], label="UV render", elem_id="uv", height=IMAGE_HEIGHT,
+                    uv = gr.Image(first[2], label="UV render", elem_id="uv", elem_classes="picture",
+                                     height=IMAGE_HEIGHT,
                                   interactive=False, format="png")
                     texture = gr.Image(first[3], label="neural texture (channels 0-2)", elem_id="texture",
                                        height=IMAGE_HEIGHT, interactive=False, format="png")
@@ -134,7 +140,8 @@ def build(explorer, export_folder, max_upload_bytes=MAX_UPLOAD_BYTES):
         keep_a.click(acting(lambda s: explorer.store_slot(s, 0)), [state], outputs)
         keep_b.click(acting(lambda s: explorer.store_slot(s, 1)), [state], outputs)
         weight.input(acting(explorer.interpolate), [state, weight], outputs, **slider_event)
-        latents.upload(acting(upload), [state, latents], outputs)
+        # The file widget is emptied after each upload, so that the next file can be dropped on it.
+        latents.upload(lambda s, path: (*acting(upload)(s, path), None), [state, latents], outputs + [latents])
         show_uploaded.click(acting(explorer.pick_uploaded), [state, uploaded], outputs)
         masked.input(acting(explorer.set_masked), [state, masked], outputs)
 
@@ -178,9 +185,11 @@ def serve(explorer, host="127.0.0.1", port=7860, max_upload_bytes=MAX_UPLOAD_BYT
         page.queue(default_concurrency_limit=1)
         # SIGTERM ends the server like Ctrl-C, so that the temporary folder is removed.
         signal.signal(signal.SIGTERM, signal.default_int_handler)
-        print(f"varitex-explore: uploads and exports in {folder} (removed at exit)", flush=True)
         page.launch(server_name=host, server_port=port, share=False, max_file_size=max_upload_bytes,
-                    ssr_mode=False, mcp_server=False, pwa=False, footer_links=[],
+                    ssr_mode=False, mcp_server=False, pwa=False, footer_links=[], quiet=True,
                     theme=gr.themes.Default(font=["sans-serif"], font_mono=["monospace"]),
-                    allowed_paths=[folder])
+                    css=CSS, allowed_paths=[folder], prevent_thread_lock=True)
+        print(f"varitex-explore: serving on {page.local_url} (uploads and exports in {folder}, removed at "
+              f"exit; Ctrl-C to stop)", flush=True)
+        page.block_thread()
     print("varitex-explore: stopped, temporary folder removed", flush=True)

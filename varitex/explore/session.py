@@ -32,6 +32,7 @@ MAX_UPLOAD_IDENTITIES = 10000
 YAW_SWEEP_FRAMES = 24
 YAW_SWEEP_DEG = 45.0         # the sweep goes from -45 to 45 degrees, the range of the authors' inference
 SWEEP_CHUNK = 8              # frames rendered per batch when exporting a sweep
+NPY_MAGIC = b"\x93NUMPY"
 
 
 class UploadError(ValueError):
@@ -149,6 +150,9 @@ def load_latents_file(path, latent_dim, max_bytes=MAX_UPLOAD_BYTES):
     if not name.lower().endswith(".npy"):
         raise UploadError(f"{name}: not a .npy file; upload a latents.npy (N, 2, {latent_dim}) as written by "
                           f"varitex-inference, or (N, {latent_dim}) codes")
+    with open(path, "rb") as file:
+        if file.read(len(NPY_MAGIC)) != NPY_MAGIC:
+            raise UploadError(f"{name}: not a .npy array (the file does not start with NumPy's magic bytes)")
     try:
         array = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:
