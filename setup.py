@@ -24,7 +24,7 @@ setup(
         "imageio",
     ],
     extras_require={
-        "test": ["pytest", "nbclient", "nbformat", "ipykernel"],
+        "test": ["pytest", "nbclient", "nbformat", "ipykernel", "wandb"],
         "wandb": ["wandb"],
         "video": ["imageio-ffmpeg"],
         "app": ["gradio>=5", "imageio-ffmpeg"],
@@ -32,7 +32,7 @@ setup(
     entry_points={"console_scripts": [
         "varitex-train = varitex.train:main",
         "varitex-inference = varitex.inference:main",
-        "varitex-make-demo = varitex.data.synthetic:main",
+        "varitex-make-demo = varitex.demo_world.world:main",
         "varitex-explore = varitex.explore.__main__:main",
     ]},
 )

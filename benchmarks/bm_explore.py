@@ -30,16 +30,16 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import device_facts, synchronize  # noqa: E402
 
-from varitex import cli  # noqa: E402
-from varitex.data.synthetic import ensure_demo_world  # noqa: E402
+from varitex.demo_world import ensure_demo_world  # noqa: E402
 from varitex.demo import Demo  # noqa: E402
 from varitex.explore.session import N_COMPONENTS, Explorer  # noqa: E402
-from varitex.modules.model_options import options_to_dict  # noqa: E402
+from varitex.modules.configs import options_to_dict  # noqa: E402
 from varitex.modules.pipeline import PipelineModule  # noqa: E402
+from varitex.options.settings import DEMO_OPTIONS  # noqa: E402
 
 ARCHITECTURE = ("image_h", "image_w", "texture_dim", "nc_feature2image")
 MODELS = {
-    "demo": {name: cli.DEMO_OPTIONS[name] for name in ARCHITECTURE},
+    "demo": {name: DEMO_OPTIONS[name] for name in ARCHITECTURE},
     "full": dict(image_h=256, image_w=256, texture_dim=256, nc_feature2image=64),
 }
 TARGETS_S = {("demo", "cpu"): 0.150, ("full", "cpu"): 1.5, ("full", "cuda"): 0.030}  # issue 14, 2-core CPU

@@ -24,15 +24,14 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from varitex import cli
+from varitex import SEED
 from varitex import visualization as vis
+from varitex.checkpoints import load_pipeline
 from varitex.data.keys_enum import DataItemKey as DIK
 from varitex.data.npy_dataset import NPYDataset
-from varitex.demo import generate
-from varitex.geometry import BFMUVFactory
-from varitex.modules.checkpoint import load_pipeline, read_checkpoint
+from varitex.generation import generate, uv_factory_from_options
 from varitex.modules.pipeline import PipelineModule
-from varitex.train import SEED, parse_options
+from varitex.options import settings
 
 YAWS = (-45.0, -15.0, 15.0, 45.0)
 
@@ -60,14 +59,12 @@ def main(argv=None):
     parser.add_argument("--n_shown", type=int, default=6, help="val images in the picture")
     args = parser.parse_args(argv)
 
-    opt = parse_options(["--demo", "--device", "cpu"])
-    checkpoint = args.checkpoint or cli.demo_checkpoint_path(opt)
-    stored = read_checkpoint(cli.require_file(checkpoint, "checkpoint"))
-    cli.merge_saved_options(opt, stored["varitex_opt"], explicit=set())
+    checkpoint = args.checkpoint or settings.demo_checkpoint_path(settings.resolve("train", ["--demo"]).opt)
+    opt, stored = settings.resolve("train", ["--demo", "--device", "cpu", "--checkpoint", checkpoint])
 
     L.seed_everything(SEED, verbose=False)  # the initialisation of the demo run
     initial = PipelineModule(opt).eval()
-    trained = load_pipeline(checkpoint, opt).eval()
+    trained = load_pipeline(checkpoint, opt, checkpoint=stored).eval()
     loader = DataLoader(NPYDataset(opt, split="val", augmentation=False), batch_size=opt.batch_size)
 
     l2_initial, out_initial = evaluate(initial, loader)
@@ -82,7 +79,7 @@ def main(argv=None):
              for key in (DIK.IMAGE_IN, DIK.STYLE_LATENT_MU, DIK.COEFF_SHAPE, DIK.COEFF_EXPRESSION)}
     n = first[DIK.IMAGE_IN].shape[0]
     thetas = torch.tensor([[0.0, yaw, 0.0] for yaw in YAWS]).repeat(n, 1)
-    posed = generate(trained, BFMUVFactory(opt), first[DIK.STYLE_LATENT_MU].repeat_interleave(len(YAWS), 0),
+    posed = generate(trained, uv_factory_from_options(opt), first[DIK.STYLE_LATENT_MU].repeat_interleave(len(YAWS), 0),
                      first[DIK.COEFF_SHAPE].repeat_interleave(len(YAWS), 0),
                      first[DIK.COEFF_EXPRESSION].repeat_interleave(len(YAWS), 0), thetas)
     columns = [vis.unnormalize(first[DIK.IMAGE_IN]),

@@ -9,16 +9,14 @@ import json
 import os
 import sys
 
-from perf_helpers import NARROW_DECODERS
+from helpers import narrow_generator
 from varitex import callbacks, train
-from varitex.modules import decoder
+from varitex.options import settings
 
 # Smaller pictures, same code paths (as in tests/test_e2e_train_inference.py), and narrow decoders.
 callbacks.POSE_GRID_DEG = (-30, 30)
 callbacks.N_INTERPOLATION = 2
 callbacks.N_SHOWN = 1
-for name, value in NARROW_DECODERS.items():
-    setattr(decoder, name, value)
 
 
 class CountingImageLog(callbacks.ImageLogCallback):
@@ -40,7 +38,8 @@ def digest(named_tensors):
 def main():
     out, argv = sys.argv[1], sys.argv[2:]
     train.ImageLogCallback = CountingImageLog
-    trainer = train.train(train.parse_options(argv))
+    run = settings.resolve("train", argv)
+    trainer = train.train(run, generator_config=narrow_generator(run.opt))
     model = trainer.lightning_module
     result = {"rank": trainer.global_rank, "world_size": trainer.world_size, "global_step": trainer.global_step,
               "parameters": digest(model.named_parameters()), "buffers": digest(model.named_buffers()),

@@ -9,7 +9,7 @@ import warnings
 import pytest
 import torch
 
-from varitex.modules.checkpoint import (CheckpointMismatchError, CheckpointStandIn, check_state_dict,
+from varitex.checkpoints import (CheckpointMismatchError, CheckpointStandIn, check_state_dict,
                                         checkpoint_options, load_pipeline, read_checkpoint)
 from varitex.modules.pipeline import PipelineModule
 from varitex.options import TrainOptions

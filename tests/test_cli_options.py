@@ -2,8 +2,12 @@
 import pytest
 import torch
 
-from varitex import cli, inference, train
+from varitex import inference, train
 from varitex.options import EvalOptions, TrainOptions
+from varitex.options import settings as cli
+
+from helpers import world_flags
+
 
 BASE_OPTIONS = ["dataroot_npy", "image_folder", "path_out", "path_bfm", "path_uv", "device", "dataset",
                 "keep_background", "bg_color", "transform_mode", "logger", "checkpoint", "dataset_split",
@@ -53,9 +57,9 @@ def test_merge_keeps_paths_and_explicit_flags_and_takes_the_rest():
 
 
 def test_demo_options_point_at_the_demo_world_and_flags_win(tiny_world, monkeypatch):
-    monkeypatch.setattr("varitex.data.synthetic.ensure_demo_world", lambda root=None, **kwargs: tiny_world)
+    monkeypatch.setattr("varitex.demo_world.world.ensure_demo_world", lambda root=None, **kwargs: tiny_world)
     monkeypatch.setenv("DP", "/somewhere/else")
-    opt = train.parse_options(["--demo", "--image_h", "128", "--image_w", "128"])
+    opt = cli.resolve("train", ["--demo", "--image_h", "128", "--image_w", "128"]).opt
     assert opt.dataroot_npy == str(tiny_world / "FFHQ" / "preprocessed_dataset")
     assert opt.path_bfm == str(tiny_world / "basel_facemodel" / "model2017-1_face12_nomouth.h5")
     assert (opt.image_h, opt.texture_dim, opt.lambda_vgg, opt.no_lpips) == (128, 128, 0.0, True)
@@ -72,12 +76,6 @@ def run_main(main, argv, capsys):
 def clear_environment(monkeypatch):
     for name in ("DP", "FP", "OP", "CP", cli.TRACEBACK_ENV):
         monkeypatch.delenv(name, raising=False)
-
-
-def world_flags(root, path_out):
-    return ["--dataroot_npy", str(root / "FFHQ" / "preprocessed_dataset"), "--image_folder",
-            str(root / "FFHQ" / "images"), "--path_bfm", str(root / "basel_facemodel" / "model2017-1_face12_nomouth.h5"),
-            "--path_uv", str(root / "basel_facemodel" / "face12.json"), "--path_out", str(path_out), "--device", "cpu"]
 
 
 def test_train_without_environment_names_the_flag_and_variable(monkeypatch, capsys):

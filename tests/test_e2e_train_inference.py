@@ -19,18 +19,15 @@ from lightning.pytorch.callbacks import Callback
 from PIL import Image
 
 from varitex import callbacks, inference, train
-from varitex.data.synthetic import ensure_demo_world
-from varitex.modules.checkpoint import load_pipeline, read_checkpoint
+from varitex.demo_world.world import ensure_demo_world
+from varitex.checkpoints import load_pipeline, read_checkpoint
+from varitex.options import settings
+
+from helpers import world_flags
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--image_h", "64", "--image_w", "64", "--texture_dim", "128", "--nc_feature2image", "8", "--lambda_vgg",
         "0", "--no_lpips", "--num_workers", "0", "--device", "cpu", "--display_freq", "1"]
-
-
-def world_flags(root, path_out):
-    return ["--dataroot_npy", str(root / "FFHQ" / "preprocessed_dataset"), "--image_folder",
-            str(root / "FFHQ" / "images"), "--path_bfm", str(root / "basel_facemodel" / "model2017-1_face12_nomouth.h5"),
-            "--path_uv", str(root / "basel_facemodel" / "face12.json"), "--path_out", str(path_out)]
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +167,7 @@ def test_ctrl_c_leaves_a_checkpoint_to_resume_from(micro_world, tmp_path, capsys
     argv = world_flags(micro_world, tmp_path) + TINY + ["--batch_size", "1", "--lambda_gan", "0", "--max_epochs", "1",
                                                      "--display_freq", "9"]
     with pytest.raises(SystemExit) as exit_info:
-        train.train(train.parse_options(argv), extra_callbacks=[InterruptAt(batch=0)])
+        train.train(settings.resolve("train", argv), extra_callbacks=[InterruptAt(batch=0)])
     last = tmp_path / "default" / "checkpoints" / "last.ckpt"
     assert exit_info.value.code == 1
     assert f"Interrupted at step 1. Resume with: --checkpoint {last}" in capsys.readouterr().err

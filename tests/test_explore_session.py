@@ -9,13 +9,14 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import world_paths
+from helpers import world_paths
 from varitex import visualization as vis
 from varitex.data.keys_enum import DataItemKey as DIK
-from varitex.demo import Demo, decode_texture, generate
+from varitex.demo import Demo
 from varitex.explore import session as explore_session
 from varitex.explore.__main__ import parse_options
 from varitex.explore.session import N_COMPONENTS, Explorer, TextureCache, UploadError, load_latents_file
+from varitex.generation import decode_texture, generate
 
 LATENT_DIM = 16
 

@@ -8,6 +8,7 @@ import torch
 from varitex.geometry import (BFM2017, DEFAULT_S, DEFAULT_T, BFMUVFactory, euler_to_rotation,
                               load_uv_parameterization, save_bfm2017, save_uv_parameterization)
 from varitex.geometry.bfm import REQUIRED_KEYS
+from varitex.generation import uv_factory_from_options
 from varitex.options import MissingPathError
 
 
@@ -141,7 +142,7 @@ def test_uv_json_errors_name_the_file_and_the_problem(tmp_path):
 
 
 def test_factory_get_uv_renders_batched_square_uv_maps(face_files):
-    factory = BFMUVFactory(options(face_files))
+    factory = BFMUVFactory(*face_files, image_size=48)
     rotation = euler_to_rotation(torch.tensor([[0.0, 0, 0], [0, 30, 0]]))
     t = torch.tensor([DEFAULT_T] * 2)
     s = torch.full((2, 1), DEFAULT_S)
@@ -155,7 +156,7 @@ def test_factory_get_uv_renders_batched_square_uv_maps(face_files):
 
 
 def test_factory_pose_grid_and_coefficient_rows_match_individual_renders(face_files):
-    factory = BFMUVFactory(options(face_files))
+    factory = BFMUVFactory(*face_files, image_size=48)
     generator = torch.Generator().manual_seed(2)
     sp = factory.bfm.sample_shape(2, generator=generator)
     ep = factory.bfm.sample_expression(3, generator=generator)
@@ -173,18 +174,27 @@ def test_factory_pose_grid_and_coefficient_rows_match_individual_renders(face_fi
     assert (rows[1, 2] - expected[0]).abs().max() < 1e-5
 
 
-def test_factory_rejects_non_square_images_mismatched_uvs_and_missing_paths(face_files, tmp_path):
+def test_factory_from_options_renders_like_the_explicit_one_and_rejects_bad_options(face_files):
+    explicit = BFMUVFactory(*face_files, image_size=48)
+    from_options = uv_factory_from_options(options(face_files))
+    assert (from_options.image_size, from_options.device.type) == (48, "cpu")
+    sp, ep = torch.zeros(1, 4), torch.zeros(1, 3)
+    pose = (euler_to_rotation(torch.zeros(1, 3)), torch.tensor([DEFAULT_T]), torch.tensor([[DEFAULT_S]]))
+    assert torch.equal(from_options.getUV(*pose, sp, ep), explicit.getUV(*pose, sp, ep))
     with pytest.raises(ValueError, match="--image_h 48 and --image_w 64 differ"):
-        BFMUVFactory(options(face_files, image_w=64))
+        uv_factory_from_options(options(face_files, image_w=64))
+    with pytest.raises(MissingPathError, match="--path_bfm"):
+        uv_factory_from_options(options(face_files, path_bfm=None))
+
+
+def test_factory_rejects_a_uv_parameterization_of_another_model(face_files, tmp_path):
     vertices, faces, uvs = grid_face()
     short = save_uv_parameterization(tmp_path / "short.json", uvs, faces[:10])
     with pytest.raises(ValueError, match="short.json has 10 UV triangles but .*model.h5 has 128 faces"):
-        BFMUVFactory(options(face_files, path_uv=str(short)))
-    with pytest.raises(MissingPathError, match="--path_bfm"):
-        BFMUVFactory(options(face_files, path_bfm=None))
+        BFMUVFactory(face_files[0], short, image_size=48)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without CUDA")
-def test_factory_names_the_device_option_when_cuda_is_absent(face_files):
-    with pytest.raises(ValueError, match="--device cuda was requested but CUDA is not available"):
-        BFMUVFactory(options(face_files, device="cuda"))
+def test_factory_names_the_device_when_cuda_is_absent(face_files):
+    with pytest.raises(ValueError, match="device 'cuda' was requested but CUDA is not available"):
+        BFMUVFactory(*face_files, image_size=48, device="cuda")

@@ -6,7 +6,7 @@ barycentrics and depths where the file stores them.
 import numpy as np
 import pytest
 import torch
-from conftest import shared_path
+from helpers import shared_path
 
 from varitex.geometry import euler_to_rotation, interpolate_uv, pose_vertices, project_to_ndc, rasterize
 

@@ -6,9 +6,10 @@ import json
 import pytest
 import torch
 
-from conftest import shared_path
+from helpers import shared_path
 from varitex.data.keys_enum import DataItemKey as DIK
 from varitex.modules.discriminator import NLayerDiscriminator
+from varitex.modules.configs import generator_config
 from varitex.modules.generator import Generator
 from varitex.modules.pipeline import PipelineModule
 from varitex.options import EvalOptions, TrainOptions
@@ -122,16 +123,16 @@ def test_non_default_options_change_every_dependent_shape_and_train():
 
 @pytest.fixture(scope="module")
 def small_generator():
-    return Generator(TrainOptions().parse(SMALL + ["--latent_dim", "16", "--uv_mask_value", "-7"]))
+    return Generator(generator_config(TrainOptions().parse(SMALL + ["--latent_dim", "16", "--uv_mask_value", "-7"])))
 
 
 def test_std_multiplier_zero_gives_mu_and_others_scale_the_noise(small_generator):
     torch.manual_seed(0)
     mu, std = torch.randn(64, 16), torch.rand(64, 16) + 0.5
     batch = {DIK.STYLE_LATENT_MU: mu, DIK.STYLE_LATENT_STD: std}
-    assert torch.equal(small_generator.forward_sample_style(batch, 0)[DIK.STYLE_LATENT], mu)
+    assert torch.equal(small_generator.forward_sample_style(batch, std_multiplier=0)[DIK.STYLE_LATENT], mu)
     for multiplier in (1.0, 3.0):
-        noise = (small_generator.forward_sample_style(batch, multiplier)[DIK.STYLE_LATENT] - mu) / std
+        noise = (small_generator.forward_sample_style(batch, std_multiplier=multiplier)[DIK.STYLE_LATENT] - mu) / std
         assert noise.std().item() == pytest.approx(multiplier, rel=0.1)
         assert noise.mean().item() == pytest.approx(0.0, abs=0.1 * multiplier)
 

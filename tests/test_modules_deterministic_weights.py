@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import shared_path
+from helpers import shared_path
 
 
 def det_value(key, shape, is_float=True):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import shared_path
+from helpers import shared_path
 from test_modules_deterministic_weights import deterministic_state_dict, load_deterministic_weights
 from varitex.data.keys_enum import DataItemKey as DIK
 from varitex.modules.loss import VGG19Loss

@@ -10,8 +10,9 @@ from torch.utils.data import DataLoader
 
 from varitex import performance
 from varitex.data.keys_enum import DataItemKey as DIK
-from varitex.demo import generate
-from varitex.geometry import DEFAULT_S, DEFAULT_T, BFMUVFactory, euler_to_rotation
+from varitex.generation import generate, uv_factory_from_options
+from varitex.geometry import DEFAULT_S, DEFAULT_T, euler_to_rotation
+from varitex.modules.configs import generator_config
 from varitex.modules.generator import Generator
 from varitex.modules.pipeline import PipelineModule
 from varitex.options import TrainOptions
@@ -61,7 +62,7 @@ def test_uv_render_on_cuda_matches_the_cpu(tiny_world):
     sp_ep = None
     renders = {}
     for device in ("cpu", "cuda"):
-        factory = BFMUVFactory(world_options(tiny_world, device))
+        factory = uv_factory_from_options(world_options(tiny_world, device))
         sp_ep = sp_ep or (factory.bfm.sample_shape(len(POSES), generator=torch.Generator().manual_seed(0)),
                           factory.bfm.sample_expression(len(POSES), generator=torch.Generator().manual_seed(1)))
         t, s = torch.tensor(DEFAULT_T).expand(len(POSES), 3), torch.full((len(POSES), 1), DEFAULT_S)
@@ -103,7 +104,7 @@ def test_compiled_generator_on_cuda_matches_eager(exact_fp32):
 def test_batched_generator_on_cuda_matches_single_items_and_the_cpu(exact_fp32):
     torch.manual_seed(0)
     opt = TrainOptions().parse(SMALL)
-    generator = Generator(opt).eval()
+    generator = Generator(generator_config(opt)).eval()
     z = torch.randn(8, opt.latent_dim)
     uv = random_batch(8)[DIK.UV_RENDERED]
     with torch.no_grad():
@@ -121,7 +122,7 @@ def test_batched_posing_rendering_and_decoding_on_cuda_match_single_items(tiny_w
     """demo.generate (used by inference and the notebook): posing, UV rendering and the generator in one batch."""
     torch.manual_seed(0)
     pipeline = PipelineModule(TrainOptions().parse(SMALL)).cuda().eval()
-    factory = BFMUVFactory(world_options(tiny_world, "cuda", size=SIZE))
+    factory = uv_factory_from_options(world_options(tiny_world, "cuda", size=SIZE))
     z = torch.randn(1, pipeline.opt.latent_dim)
     sp = factory.bfm.sample_shape(1, generator=torch.Generator().manual_seed(0))
     ep = factory.bfm.sample_expression(1, generator=torch.Generator().manual_seed(1))

@@ -5,16 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from helpers import world_flags
+
 TESTS = Path(__file__).resolve().parent
 TINY = ["--image_h", "32", "--image_w", "32", "--texture_dim", "128", "--latent_dim", "16", "--nc_feature2image",
         "8", "--feature2image_num_layers", "3", "--nc_discriminator", "8", "--lambda_vgg", "0", "--no_lpips",
         "--batch_size", "2", "--num_workers", "0", "--device", "cpu", "--max_epochs", "1", "--display_freq", "2"]
-
-
-def world_flags(root, path_out):
-    return ["--dataroot_npy", str(root / "FFHQ" / "preprocessed_dataset"), "--image_folder",
-            str(root / "FFHQ" / "images"), "--path_bfm", str(root / "basel_facemodel" / "model2017-1_face12_nomouth.h5"),
-            "--path_uv", str(root / "basel_facemodel" / "face12.json"), "--path_out", str(path_out)]
 
 
 def test_ddp_with_two_cpu_processes_keeps_the_ranks_identical(tiny_world, tmp_path):

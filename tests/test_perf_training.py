@@ -15,7 +15,7 @@ from varitex.data.keys_enum import DataItemKey as DIK
 from varitex.modules.pipeline import PipelineModule
 from varitex.options import TrainOptions
 
-from perf_helpers import narrow_decoders, one_thread
+from helpers import narrow_generator, one_thread
 
 SIZE = 16
 TINY = ["--image_h", str(SIZE), "--image_w", str(SIZE), "--texture_dim", "128", "--latent_dim", "16",
@@ -26,13 +26,19 @@ TRAIN_LOSSES = ("train/generator", "train/gan_features", "train/reconstruction_l
 
 
 @pytest.fixture(scope="module", autouse=True)
-def narrow():
-    with narrow_decoders(), one_thread():
+def single_thread():
+    with one_thread():
         yield
 
 
 def tiny_options(*flags):
     return TrainOptions().parse(TINY + list(flags))
+
+
+def tiny_model(*flags, cls=PipelineModule):
+    """``cls`` for TINY + ``flags``, with narrow decoders."""
+    opt = tiny_options(*flags)
+    return cls(opt, generator_config=narrow_generator(opt))
 
 
 def random_batch(seed=0):
@@ -79,7 +85,7 @@ def faithful_and_reused():
     runs = {}
     for reuse in (False, True):
         torch.manual_seed(0)
-        model = DeterministicGenerator(tiny_options(*(["--reuse_generator_output"] if reuse else [])))
+        model = tiny_model(*(["--reuse_generator_output"] if reuse else []), cls=DeterministicGenerator)
         trainer = fit_one_batch(model)
         runs[reuse] = dict(model=model, metrics={k: v.clone() for k, v in trainer.callback_metrics.items()})
     return runs
@@ -102,7 +108,7 @@ def test_reused_generator_output_runs_one_generator_forward_per_batch(faithful_a
 
 def test_bf16_mixed_training_step_gives_finite_losses_and_weights():
     torch.manual_seed(0)
-    model = PipelineModule(tiny_options("--precision", "bf16-mixed"))
+    model = tiny_model("--precision", "bf16-mixed")
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     trainer = fit_one_batch(model, precision="bf16-mixed")
     losses = {name: float(trainer.callback_metrics[name]) for name in TRAIN_LOSSES}
@@ -118,7 +124,7 @@ def test_bf16_mixed_training_step_gives_finite_losses_and_weights():
 @pytest.mark.parametrize("implementation", ["foreach", "loop"])
 def test_adam_implementations_agree_with_fused_up_to_float_rounding(implementation):
     torch.manual_seed(0)
-    models = {name: PipelineModule(tiny_options("--adam_implementation", name)) for name in ("fused", implementation)}
+    models = {name: tiny_model("--adam_implementation", name) for name in ("fused", implementation)}
     models[implementation].load_state_dict(models["fused"].state_dict())
     generator = torch.Generator().manual_seed(1)
     gradients = [torch.randn(p.shape, generator=generator) for p in models["fused"].discriminator.parameters()]
@@ -136,7 +142,7 @@ def test_adam_implementations_agree_with_fused_up_to_float_rounding(implementati
 
 def test_adam_is_foreach_on_the_cpu_by_default():
     # CPU fused Adam is slower than foreach here (0.81 s vs 0.22 s per step for 9.4 M parameters, 2-core CPU).
-    optimizers = PipelineModule(tiny_options()).configure_optimizers()
+    optimizers = tiny_model().configure_optimizers()
     assert [(o.defaults["foreach"], o.defaults["fused"]) for o in optimizers] == [(True, None), (True, None)]
 
 
@@ -157,8 +163,8 @@ def test_ddp_strategies_get_unused_parameter_detection():
 
 def test_channels_last_keeps_names_and_outputs():
     torch.manual_seed(0)
-    reference = PipelineModule(tiny_options()).eval()
-    model = PipelineModule(tiny_options("--channels_last")).eval()
+    reference = tiny_model().eval()
+    model = tiny_model("--channels_last").eval()
     model.load_state_dict(reference.state_dict())
     performance.prepare_networks(model, model.opt)
     assert model.generator.encoder.encoder.conv1.weight.is_contiguous(memory_format=torch.channels_last)
@@ -174,8 +180,8 @@ def test_compiled_networks_keep_names_and_outputs():
     (inductor itself runs in the CUDA tests of tests/test_perf_cuda.py)."""
     torch.manual_seed(0)
     torch._dynamo.reset()
-    reference = PipelineModule(tiny_options()).eval()
-    model = PipelineModule(tiny_options("--compile")).eval()
+    reference = tiny_model().eval()
+    model = tiny_model("--compile").eval()
     model.load_state_dict(reference.state_dict())
     assert performance.compile_networks(model, backend="eager") == ["generator", "discriminator"]
     assert list(model.state_dict()) == list(reference.state_dict())

@@ -11,8 +11,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from varitex.data.keys_enum import DataItemKey as DIK
-from varitex.modules.checkpoint import load_pipeline, read_checkpoint
-from varitex.modules.model_options import options_to_dict
+from varitex.checkpoints import load_pipeline, read_checkpoint
+from varitex.modules.configs import options_to_dict
 from varitex.modules.pipeline import PipelineModule
 from varitex.modules.pretrained import MissingPretrainedWeightsError
 from varitex.options import TrainOptions
@@ -55,13 +55,13 @@ def trainer(**kwargs):
 
 
 class RecordingPipeline(PipelineModule):
-    """Records the discriminator as the generator step leaves it."""
+    """Records the discriminator as the generator step leaves it (the discriminator step's loss comes next)."""
 
-    def _discriminator_step(self, batch, optimizer, fake=None):
+    def discriminator_loss_terms(self, fake, real):
         self.discriminator_after_generator_step = {name: p.detach().clone()
                                                    for name, p in self.discriminator.named_parameters()}
         self.discriminator_grads_after_generator_step = [p.grad for p in self.discriminator.parameters()]
-        return super()._discriminator_step(batch, optimizer, fake)
+        return super().discriminator_loss_terms(fake, real)
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """Training callbacks: the progress bar with the losses, precise BatchNorm statistics, and image logging
-(DESIGN.md section 3).
+(docs/architecture.md).
 
 Image logging is what the authors logged, batched and on device.
 
@@ -136,10 +136,8 @@ class ImageLogCallback(Callback):
     def uv_factory(self, device):
         """The BFM UV renderer on ``device``, built on first use (it holds the whole face model)."""
         if self._uv_factory is None:
-            from argparse import Namespace
-
-            from varitex.geometry import BFMUVFactory
-            self._uv_factory = BFMUVFactory(Namespace(**{**vars(self.opt), "device": str(device)}))
+            from varitex.generation import uv_factory_from_options
+            self._uv_factory = uv_factory_from_options(self.opt, device=device)
         return self._uv_factory
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):

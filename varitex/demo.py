@@ -1,112 +1,68 @@
-"""The generator G(z, sp, ep, theta) of the demo notebook (DESIGN.md section 5), batched.
+"""The generator G(z, sp, ep, theta) of the demo notebook, batched, with the data to drive it.
 
+    demo = Demo(opt)                        # the authors' notebook: a dict of options with "checkpoint", ...
+    demo = Demo("last.ckpt", device="cpu", dataroot_npy=...)   # or a checkpoint and keyword options
     demo = Demo.from_environment()          # $CP, $DP, $FP; or the embedded demo when $CP is unset
     mu, std = demo.load_latents()           # identities of the val split
     sp, ep = demo.load_shape_expressions()  # BFM coefficients of the val split
     out = demo.run(mu[0], sp[0], ep[0], theta=[0, 30, 0])
     demo.to_image(out)                      # PIL image
     demo.to_video([demo.run(...) for ...], "sweep.mp4")   # mp4 with imageio-ffmpeg, else a GIF
+
+``demo.pipeline`` is the PipelineModule: the authors' stage calls ``forward_encode(batch, batch_idx)``,
+``forward_sample_style(batch, batch_idx, std_multiplier)`` and ``forward_latent2image(batch, batch_idx)``
+work on it and on ``demo.pipeline.generator``.
 """
+from __future__ import annotations
+
+import argparse
 import importlib.util
 import os
 import sys
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
 
-from varitex import cli
 from varitex import visualization as vis
 from varitex.data.keys_enum import DataItemKey as DIK
-from varitex.options import EvalOptions, require_path
-
-
-def _batched(x, n, width):
-    """(width,) or (1, width) or (n, width) -> (n, width) float32."""
-    x = torch.as_tensor(x, dtype=torch.float32).reshape(-1, width)
-    return x.expand(n, width) if x.shape[0] == 1 else x
-
-
-def decode_texture(pipeline, z):
-    """The pose-independent part of G: the neural face texture of latent codes, to pass to `generate` again.
-
-    Args:
-        pipeline: PipelineModule in eval mode.
-        z: (B, latent_dim) or (latent_dim,).
-    Returns:
-        TEXTURE_PERSON (B, texture_nc, texture_dim, texture_dim) on the pipeline's device.
-    """
-    z = torch.as_tensor(z, dtype=torch.float32).reshape(-1, pipeline.generator.latent_dim).to(pipeline.device)
-    with torch.no_grad():
-        return pipeline.generator.forward_latent2texture({DIK.STYLE_LATENT: z})[DIK.TEXTURE_PERSON]
-
-
-def generate(pipeline, uv_factory, z, sp, ep, theta, t=None, s=None, texture=None):
-    """G(z, sp, ep, R(theta)): render posed BFM faces and decode them with latent codes, in one batch.
-
-    Inputs with a batch dimension of 1 (or none) are broadcast to the largest batch.
-
-    Args:
-        pipeline: PipelineModule in eval mode; uv_factory: BFMUVFactory on the same device.
-        z: (B, latent_dim); sp: (B, K_shape); ep: (B, K_expr); theta: (B, 3) Euler angles in degrees
-            (pitch, yaw, roll); t: (B, 3) translation (default DEFAULT_T); s: (B, 1) scale (default DEFAULT_S).
-        texture: None (default) decodes the face texture from z; or TEXTURE_PERSON (B or 1, texture_nc, T, T)
-            that `decode_texture` returned for these z, which skips the texture decoder (the texture does
-            not depend on sp, ep or theta; the images are those of the default path).
-    Returns:
-        dict with IMAGE_OUT (B, 3, H, W) ImageNet-normalized, SEGMENTATION_PREDICTED (B, 1, H, W) in [0, 1]
-        and UV_RENDERED (B, H, W, 2), on the pipeline's device.
-    """
-    from varitex.geometry import DEFAULT_S, DEFAULT_T, euler_to_rotation
-
-    widths = dict(z=torch.as_tensor(z).shape[-1], sp=uv_factory.bfm.n_shape, ep=uv_factory.bfm.n_expression,
-                  theta=3, t=3, s=1)
-    values = dict(z=z, sp=sp, ep=ep, theta=theta, t=DEFAULT_T if t is None else t, s=DEFAULT_S if s is None else s)
-    flat = {name: torch.as_tensor(value, dtype=torch.float32).reshape(-1, widths[name])
-            for name, value in values.items()}
-    n = max(value.shape[0] for value in flat.values())
-    device = uv_factory.device
-    x = {name: _batched(value, n, widths[name]).to(device) for name, value in flat.items()}
-    with torch.no_grad():
-        uv = uv_factory.getUV(euler_to_rotation(x["theta"]), x["t"], x["s"], x["sp"], x["ep"])
-        batch = {DIK.STYLE_LATENT: x["z"], DIK.UV_RENDERED: uv}
-        if texture is None:
-            out = pipeline.generator.forward_latent2image(batch)
-        else:
-            batch = pipeline.generator.split_latent(batch)
-            batch[DIK.TEXTURE_PERSON] = texture.to(device).expand(n, -1, -1, -1)
-            out = pipeline.generator.forward_texture2image(batch)
-    return {DIK.IMAGE_OUT: out[DIK.IMAGE_OUT], DIK.SEGMENTATION_PREDICTED: out[DIK.SEGMENTATION_PREDICTED],
-            DIK.UV_RENDERED: uv}
+from varitex.data.paths import require_path
+from varitex.generation import generate, uv_factory_from_options
+from varitex.options import settings
 
 
 class Demo:
     """A trained VariTex model with its face model, for interactive use.
 
     Args:
-        checkpoint: .ckpt file (ours or the authors').
-        device: "cuda", "cpu", ...; default: cuda when available.
-        **options: any option of EvalOptions (dataroot_npy, path_bfm, path_uv, ...); unset path options fall
-            back to $DP / $FP, the architecture to the options stored in the checkpoint.
+        opt: the authors' notebook dict (or a namespace) of options, with ``checkpoint``, ``dataroot_npy``,
+            ``path_bfm``, ``path_uv``, ``device`` ...; or the path of a checkpoint (ours or the authors').
+        device: "cuda", "cpu", ...; default: ``opt``'s, else cuda when available (CPU when it is not).
+        **options: any option of EvalOptions. Unset path options fall back to $CP / $DP / $FP, the
+            architecture to the options stored in the checkpoint.
     """
 
-    def __init__(self, checkpoint, device=None, **options):
-        from varitex.geometry import BFMUVFactory
-        from varitex.modules.checkpoint import load_pipeline, read_checkpoint
+    def __init__(self, opt: Mapping | argparse.Namespace | str | os.PathLike | None = None,
+                 device: str | None = None, **options: Any):
+        if isinstance(opt, (str, os.PathLike)):
+            options["checkpoint"] = os.fspath(opt)
+        elif opt is not None:
+            options = {**(opt if isinstance(opt, Mapping) else vars(opt)), **options}
+        if device is not None:
+            options["device"] = device
+        options.setdefault("device", "cuda" if torch.cuda.is_available() else "cpu")
+        run = settings.resolve("demo", overrides=options)
+        from varitex.checkpoints import load_pipeline
 
-        opt = EvalOptions().parse([])
-        opt.checkpoint = cli.require_file(checkpoint, "checkpoint")
-        saved = read_checkpoint(checkpoint).get("varitex_opt") or {}
-        cli.merge_saved_options(opt, saved, explicit=set(options))
-        for name, value in options.items():
-            setattr(opt, name, value)
-        opt.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.opt = cli.resolve_device(opt)
+        self.opt = run.opt
         self.device = torch.device(self.opt.device)
-        self.pipeline = load_pipeline(checkpoint, self.opt).to(self.device).eval()
-        self.uv_factory = BFMUVFactory(self.opt)
+        self.pipeline = load_pipeline(self.opt.checkpoint, self.opt, checkpoint=run.checkpoint).to(self.device)
+        self.pipeline.eval()
+        self.uv_factory = uv_factory_from_options(self.opt)
 
     @classmethod
-    def from_environment(cls, device=None):
+    def from_environment(cls, device: str | None = None) -> Demo:
         """The model of $CP with the data of $DP and face model of $FP; the embedded demo when $CP is unset.
 
         For the embedded demo, the synthetic world is generated on first use and the demo checkpoint
@@ -114,30 +70,27 @@ class Demo:
         it is missing, which takes about 6 minutes on a 2-core CPU.
         """
         if os.environ.get("CP"):
-            opt = EvalOptions().parse([])
-            for option in ("dataroot_npy", "path_bfm", "path_uv"):
-                require_path(opt, option)
-            return cls(opt.checkpoint, device=device, dataroot_npy=opt.dataroot_npy,
-                       image_folder=opt.image_folder, path_bfm=opt.path_bfm, path_uv=opt.path_uv)
+            return cls(device=device)
         return cls.from_demo(device)
 
     @classmethod
-    def from_demo(cls, device=None):
+    def from_demo(cls, device: str | None = None) -> Demo:
         """The embedded demo: its synthetic world (generated on first use) and the checkpoint of
         ``varitex-train --demo`` below ./outputs, trained now if it is missing."""
         from varitex import train
 
-        opt = train.parse_options(["--demo"])
-        checkpoint = cli.demo_checkpoint_path(opt)
+        run = settings.resolve("train", ["--demo"])
+        checkpoint = settings.demo_checkpoint_path(run.opt)
         if not os.path.isfile(checkpoint):
             print(f"$CP is not set and there is no demo checkpoint at {checkpoint}: training the demo model "
                   f"(about 6 minutes on a 2-core CPU) ...", file=sys.stderr)
-            train.train(opt)
+            train.train(run)
+        opt = run.opt
         return cls(checkpoint, device=device, dataroot_npy=opt.dataroot_npy, image_folder=opt.image_folder,
                    path_bfm=opt.path_bfm, path_uv=opt.path_uv)
 
-    def run(self, z, sp, ep, theta, t=None, s=None):
-        """G(z, sp, ep, theta): see `generate`; returns the output dict with CPU tensors."""
+    def run(self, z: Any, sp: Any, ep: Any, theta: Any, t: Any = None, s: Any = None) -> dict:
+        """G(z, sp, ep, theta): see ``varitex.generation.generate``; returns the output dict with CPU tensors."""
         out = generate(self.pipeline, self.uv_factory, z, sp, ep, theta, t, s)
         return {key: value.cpu() for key, value in out.items()}
 

@@ -1,4 +1,4 @@
-"""Inference with a trained VariTex model: the authors' three modes (DESIGN.md section 5), batched.
+"""Inference with a trained VariTex model: the authors' three modes, batched.
 
     python varitex/inference.py --checkpoint $CP --dataset_split val     # the authors' command
     varitex-inference --demo                                             # on the embedded demo
@@ -17,7 +17,8 @@ Writes into ``path_out/inference_<split>/`` (the authors' folder in brackets):
 
 Every image is masked where SEGMENTATION_PREDICTED <= 0.7 (black background).
 """
-import json
+from __future__ import annotations
+
 import os
 import sys
 
@@ -31,13 +32,13 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from varitex import cli
+from varitex import SEED
 from varitex import visualization as vis
 from varitex.data.keys_enum import DataItemKey as DIK
-from varitex.demo import generate
-from varitex.options import EvalOptions, require_path
+from varitex.generation import generate, uv_factory_from_options
+from varitex.options import settings
+from varitex.options.settings import RunSettings
 
-SEED = 1234
 MODES = ("reconstruction", "posed", "random")
 POSE_ANGLES = tuple(range(-45, 46, 15))
 POSE_AXES = {"pitch": (1.0, 0.0), "yaw": (0.0, 1.0), "pitch_yaw": (1.0, 1.0)}  # (pitch, yaw) factors
@@ -53,49 +54,20 @@ def pose_table(device):
     return names, torch.tensor(thetas, device=device)
 
 
-def parse_options(argv=None):
-    """Command line -> options: --demo settings, then the options the checkpoint was trained with.
-
-    Architecture options come from the checkpoint (or from --path_opt, an opt.json); flags still win.
-    """
-    from varitex.modules.checkpoint import read_checkpoint
-
-    opt = EvalOptions().parse(argv)
-    explicit = cli.explicit_flags(EvalOptions, argv)
-    if "dataset_split" not in explicit:
-        opt.dataset_split = "val"  # the authors' inference always ran on the val split
-    if opt.demo:
-        cli.apply_demo_options(opt, explicit | {"batch_size"})  # the demo's training batch is not inference's
-        if not opt.checkpoint:
-            opt.checkpoint = cli.demo_checkpoint_path(opt)
-            if not os.path.isfile(opt.checkpoint):
-                raise FileNotFoundError(f"no demo checkpoint at {opt.checkpoint}: train it first with "
-                                        f"`varitex-train --demo` (or pass --checkpoint)")
-    require_path(opt, "checkpoint")
-    saved = read_checkpoint(cli.require_file(opt.checkpoint, "checkpoint")).get("varitex_opt")
-    if opt.path_opt:
-        with open(cli.require_file(opt.path_opt, "path_opt")) as file:
-            saved = json.load(file)
-    if saved:
-        # The batch size of inference is this machine's choice, not the training run's.
-        cli.merge_saved_options(opt, saved, explicit | {"batch_size"})
-    for option in ("dataroot_npy", "image_folder", "path_bfm", "path_uv", "path_out"):
-        require_path(opt, option)
-    cli.check_split(opt)
-    return opt
-
-
 class Inference:
-    """A trained pipeline plus the BFM UV renderer on one device; each mode is one method."""
+    """A trained pipeline plus the BFM UV renderer on one device; each mode is one method.
 
-    def __init__(self, opt):
-        from varitex.geometry import BFMUVFactory
-        from varitex.modules.checkpoint import load_pipeline
+    Args:
+        run: ``settings.resolve("inference", argv)``: the options and the checkpoint, read once.
+    """
 
-        self.opt = opt
+    def __init__(self, run: RunSettings):
+        from varitex.checkpoints import load_pipeline
+
+        opt = self.opt = run.opt
         self.device = torch.device(opt.device)
-        self.pipeline = load_pipeline(opt.checkpoint, opt).to(self.device).eval()
-        self.uv_factory = BFMUVFactory(opt)
+        self.pipeline = load_pipeline(opt.checkpoint, opt, checkpoint=run.checkpoint).to(self.device).eval()
+        self.uv_factory = uv_factory_from_options(opt)
         self.pose_names, self.thetas = pose_table(self.device)
 
     def dataset(self, n):
@@ -164,7 +136,7 @@ class Inference:
 
     def run(self, modes):
         """Run the selected modes (a subset of MODES) in order; returns the output root folder."""
-        root = cli.ensure_writable_dir(os.path.join(self.opt.path_out, f"inference_{self.opt.dataset_split}"))
+        root = settings.ensure_writable_dir(os.path.join(self.opt.path_out, f"inference_{self.opt.dataset_split}"))
         recon_folder = os.path.join(root, "reconstruction")
         encoded = None
         if "reconstruction" in modes or "posed" in modes:
@@ -195,16 +167,16 @@ def load_latents(path, n):
 
 
 def selected_modes(mode_option):
-    """--mode values -> the modes to run, in the order of DESIGN.md section 5."""
+    """--mode values -> the modes to run, in the authors' order (MODES)."""
     return MODES if "all" in mode_option else tuple(m for m in MODES if m in mode_option)
 
 
 def main(argv=None):
     """Console entry point ``varitex-inference``."""
-    with cli.user_errors("varitex-inference"):
-        opt = cli.resolve_device(parse_options(argv))
+    with settings.user_errors("varitex-inference"):
+        run = settings.resolve("inference", argv)
         L.seed_everything(SEED, verbose=False)
-        root = Inference(opt).run(selected_modes(opt.mode))
+        root = Inference(run).run(selected_modes(run.opt.mode))
     print(f"Results in {root}")
 
 

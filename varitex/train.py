@@ -1,4 +1,4 @@
-"""Train VariTex (DESIGN.md section 3).
+"""Train VariTex (losses and schedule: docs/architecture.md).
 
     python varitex/train.py [options]        # the authors' command line; paths default to $DP, $FP, $OP
     python -m varitex.train --demo           # the embedded synthetic demo, about 6 minutes on a 2-core CPU
@@ -7,6 +7,8 @@
 A run writes into ``path_out/experiment_name/``: ``opt.json``, ``checkpoints/`` (one per epoch and
 ``last.ckpt``) and the logger's files (tensorboard events, or wandb).
 """
+from __future__ import annotations
+
 import json
 import math
 import os
@@ -22,35 +24,13 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerStatus
 from torch.utils.data import DataLoader
 
-from varitex import cli, performance
+from varitex import SEED, performance
 from varitex.callbacks import ImageLogCallback, LossProgressBar, PreciseBatchNorm
-from varitex.options import TrainOptions, require_path
+from varitex.modules.generator import GeneratorConfig
+from varitex.options import settings
+from varitex.options.settings import RunSettings
 
-SEED = 1234
 VALIDATION_FRACTION = 0.25  # the authors validate on 25% of the val split
-
-
-def parse_options(argv=None):
-    """Command line -> options, with --demo settings and a resumed checkpoint's options applied.
-
-    Raises:
-        MissingPathError, FileNotFoundError, ValueError: with a message naming the option at fault.
-    """
-    opt = TrainOptions().parse(argv)
-    explicit = cli.explicit_flags(TrainOptions, argv)
-    if opt.demo:
-        cli.apply_demo_options(opt, explicit)
-    if opt.checkpoint:
-        from varitex.modules.checkpoint import read_checkpoint
-        saved = read_checkpoint(cli.require_file(opt.checkpoint, "checkpoint")).get("varitex_opt")
-        if saved:
-            cli.merge_saved_options(opt, saved, explicit)
-    for option in ("dataroot_npy", "image_folder", "path_bfm", "path_uv", "path_out"):
-        require_path(opt, option)
-    if opt.dataset_split not in ("train", "all"):
-        raise ValueError(f"--dataset_split {opt.dataset_split!r} cannot be used for training: use 'train' "
-                         f"(train on the train split, validate on val) or 'all' (everything, no validation)")
-    return opt
 
 
 def make_dataloaders(opt):
@@ -77,22 +57,24 @@ def validation_batches(n_items, batch_size, world_size):
     return VALIDATION_FRACTION if VALIDATION_FRACTION * batches_per_device >= 1 else 1
 
 
-def make_model(opt):
-    """PipelineModule for ``opt``; weights from ``opt.checkpoint`` if given.
+def make_model(run: RunSettings, generator_config: GeneratorConfig | None = None):
+    """PipelineModule for the run; weights from its checkpoint if given.
 
     Returns:
         (model, ckpt_path): ckpt_path is what ``Trainer.fit`` resumes from (our own checkpoints: weights,
         optimizer states, epoch and step); None for a fresh run or the authors' Lightning-1.x checkpoint,
         whose weights are loaded and whose training schedule starts again at epoch 0.
     """
-    from varitex.modules.checkpoint import load_pipeline, read_checkpoint
+    from varitex.checkpoints import load_pipeline
     from varitex.modules.pipeline import PipelineModule
 
-    if not opt.checkpoint:
-        return PipelineModule(opt), None
-    model = load_pipeline(opt.checkpoint, opt)  # clear errors for a checkpoint of another architecture
+    opt = run.opt
+    if run.checkpoint is None:
+        return PipelineModule(opt, generator_config=generator_config), None
+    # Clear errors for a checkpoint of another architecture.
+    model = load_pipeline(opt.checkpoint, opt, checkpoint=run.checkpoint)
     model.train()
-    if "varitex_opt" in read_checkpoint(opt.checkpoint):
+    if "varitex_opt" in run.checkpoint:
         return model, opt.checkpoint
     print(f"Loaded the weights of the authors' checkpoint {opt.checkpoint}; training starts at epoch 0.")
     return model, None
@@ -147,15 +129,20 @@ def write_options(opt, run_dir):
     return path
 
 
-def train(opt, extra_callbacks=()):
-    """Train with ``opt`` (from parse_options); returns the finished Lightning Trainer.
+def train(run: RunSettings, extra_callbacks=(), generator_config: GeneratorConfig | None = None) -> L.Trainer:
+    """Train the run ``settings.resolve("train", argv)``; returns the finished Lightning Trainer.
 
+    Args:
+        run: the options and the checkpoint (read once) of the run.
+        extra_callbacks: more Lightning callbacks.
+        generator_config: the generator's constructor arguments for a fresh run (default: from the options).
     Exits with status 1 after Ctrl-C, once ``checkpoints/last.ckpt`` has been written.
     """
-    run_dir = cli.ensure_writable_dir(os.path.join(opt.path_out, opt.experiment_name))
+    opt = run.opt
+    run_dir = settings.ensure_writable_dir(os.path.join(opt.path_out, opt.experiment_name))
     L.seed_everything(SEED, workers=True, verbose=False)
     train_loader, val_loader = make_dataloaders(opt)
-    model, ckpt_path = make_model(opt)
+    model, ckpt_path = make_model(run, generator_config)
     performance.prepare_networks(model, opt)  # --channels_last, --compile
     trainer = make_trainer(opt, run_dir, train_loader, extra_callbacks)
     if val_loader is not None:
@@ -175,9 +162,10 @@ def train(opt, extra_callbacks=()):
 
 def main(argv=None):
     """Console entry point ``varitex-train``."""
-    with cli.user_errors("varitex-train"):
-        opt = cli.resolve_device(parse_options(argv))
-        trainer = train(opt)
+    with settings.user_errors("varitex-train"):
+        run = settings.resolve("train", argv)
+        trainer = train(run)
+    opt = run.opt
     if not opt.debug:
         print(f"Done: {trainer.global_step} steps, {trainer.current_epoch} epochs. "
               f"Checkpoints in {os.path.join(opt.path_out, opt.experiment_name, 'checkpoints')}")

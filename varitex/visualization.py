@@ -4,9 +4,9 @@ All functions are batched and stay on the tensors' device until `to_uint8`.
 """
 import torch
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-MASK_THRESHOLD = 0.7  # SEGMENTATION_PREDICTED above this counts as head (DESIGN.md section 5)
+from varitex.data.image_ops import IMAGENET_MEAN, IMAGENET_STD, denormalize  # noqa: F401 (re-exported)
+
+MASK_THRESHOLD = 0.7  # SEGMENTATION_PREDICTED above this counts as head (the authors' inference)
 
 
 def unnormalize(images):
@@ -17,9 +17,7 @@ def unnormalize(images):
     Returns:
         (B, 3, H, W) float in [0, 1].
     """
-    mean = images.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = images.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return (images * std + mean).clamp(0, 1)
+    return denormalize(images).clamp(0, 1)
 
 
 def uv_to_rgb(uv):
@@ -44,7 +42,7 @@ def mask_output(images, segmentation, threshold=MASK_THRESHOLD):
     """Black out everything the generator does not call head.
 
     The authors multiply by the soft segmentation after zeroing values below the threshold; we use the
-    binary mask (DESIGN.md section 5: "masked with SEGMENTATION_PREDICTED thresholded at 0.7").
+    binary mask (the authors' inference thresholds SEGMENTATION_PREDICTED at 0.7).
 
     Args:
         images: (B, 3, H, W) float in [0, 1].

@@ -1,4 +1,4 @@
-"""The authors' training augmentation (DESIGN.md section 4, step 1): flip, then a random affine, one draw
+"""The authors' training augmentation: flip, then a random affine, one draw
 per item shared by the image, the uv map and the segmentation.
 
 The authors drew torchvision ``RandomAffine`` parameters and applied flip + affine with PIL (nearest

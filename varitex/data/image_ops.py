@@ -101,3 +101,22 @@ def normalize_image(image):
     """
     tensor = torch.from_numpy(image).permute(2, 0, 1).contiguous().float().div(255)
     return tensor.sub_(_MEAN).div_(_STD)
+
+
+def uv_mask(uv, both_valid):
+    """The pixels of a UV render the face covers: (..., 2) UVs, background exactly -1 -> bool (...).
+
+    Authors' quirk, kept because the pretrained model was trained with it: MASK_UV has two rules. The
+    dataset requires both coordinates valid (``both_valid=True``: u != -1 and v != -1); the generator, which
+    overwrites the dataset's MASK_UV in the batch, only one (``both_valid=False``: u != -1 or v != -1).
+    Works on numpy arrays and torch tensors alike.
+    """
+    u_valid, v_valid = uv[..., 0] != -1, uv[..., 1] != -1
+    return u_valid & v_valid if both_valid else u_valid | v_valid
+
+
+def denormalize(image, scale=1.0):
+    """(B, 3, H, W) ImageNet-normalized -> the image in [0, scale] (not clamped)."""
+    mean = image.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = image.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (image * std + mean) * scale

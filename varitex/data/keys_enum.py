@@ -1,4 +1,4 @@
-"""Keys of the batch dictionary that flows through the pipeline (DESIGN.md section 1).
+"""Keys of the batch dictionary that flows through the pipeline (docs/architecture.md: which stage adds which).
 
 Each stage adds entries under these keys; grep for a member name to find where a tensor is made.
 """
@@ -15,7 +15,7 @@ class DataItemKey(Enum):
     ADDITIVE_FEATUREIMAGE = "additive_featureimage"  # (B,texture_nc,H,W) additive decoder output
     IMAGE_OUT = "image_out"                          # (B,3,H,W) rendered image, ImageNet-normalized space
     UV_RENDERED = "uv_rendered"                      # (B,H,W,2) in [-1,1], background exactly -1
-    MASK_UV = "mask_uv"                              # (B,1,H,W) valid-UV mask
+    MASK_UV = "mask_uv"                              # (B,1,H,W) float32 {0,1}: pixels the face covers (uv_mask)
     STYLE_LATENT_MU = "style_latent_mu"              # (B,latent_dim)
     STYLE_LATENT_STD = "style_latent_std"            # (B,latent_dim)
     FILENAME = "filename"                            # list of image stems

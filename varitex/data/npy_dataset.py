@@ -1,4 +1,4 @@
-"""NPYDataset: the authors' preprocessed FFHQ layout (DESIGN.md section 4) as a torch Dataset.
+"""NPYDataset: the authors' preprocessed FFHQ layout as a torch Dataset.
 
 Folder ``--dataroot_npy`` holds R.npy (N,3,3), t.npy (N,3), s.npy (N,1), sp.npy (N,K), ep.npy (N,K),
 segmentation.npy (N,S,S) label ids, uv.npy (N,S,S,2) in [-1,1] with background -1, filename.npy (N,) image
@@ -24,9 +24,9 @@ import torch
 from PIL import Image
 
 from varitex.data.augmentation import apply_sampling_map, draw_affine, sampling_map, transform_params
-from varitex.data.image_ops import fill_holes, normalize_image, resize_bilinear
+from varitex.data.image_ops import fill_holes, normalize_image, resize_bilinear, uv_mask
 from varitex.data.keys_enum import DataItemKey as DIK
-from varitex.options import require_path
+from varitex.data.paths import require_path
 
 # File stem -> expected shape; N rows, S the square array size, K coefficients.
 ARRAY_SHAPES = {
@@ -212,7 +212,7 @@ class NPYDataset(torch.utils.data.Dataset):
         # blend with the -1 background (they still count in MASK_UV).
         uv = resize_bilinear(uv, size)
         segmentation = resize_bilinear(foreground.astype(np.float32), size)
-        mask_uv = (uv[..., 0] != -1) & (uv[..., 1] != -1)
+        mask_uv = uv_mask(uv, both_valid=True)
         return {
             "image": resize_bilinear(image, size),
             "uv": uv,
@@ -237,7 +237,7 @@ class NPYDataset(torch.utils.data.Dataset):
         """``<image_folder>/<stem>.png`` as RGB uint8 (S,S,3), resized bilinearly to the array size.
 
         FFHQ: 1024x1024 PNGs -> 512. The authors decoded with cv2.imread and resized with cv2.INTER_LINEAR
-        (bilinear, as DESIGN.md says); at this exact 2x ratio OpenCV averages 2x2 blocks rounding half up.
+        (bilinear, see docs/conventions.md); at this exact 2x ratio OpenCV averages 2x2 blocks rounding half up.
         We decode with PIL (RGB; alpha dropped as cv2.imread does) and resize with resize_bilinear, which
         gives those same numbers for 2x (PIL's reduce) and follows OpenCV's bilinear for other ratios.
         With --image_cache the resized image is stored once and later items skip decoding.

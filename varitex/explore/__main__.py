@@ -11,8 +11,7 @@ people, shapes and expressions offered are those of ``--dataset_split`` (default
 import importlib.util
 import sys
 
-from varitex import cli
-from varitex.options import BaseOptions, require_path
+from varitex.options import BaseOptions, require_path, settings
 
 PROGRAM = "varitex-explore"
 
@@ -36,7 +35,7 @@ class ExploreOptions(BaseOptions):
 
 def parse_options(argv=None):
     opt = ExploreOptions().parse(argv)
-    explicit = cli.explicit_flags(ExploreOptions, argv)
+    explicit = settings.explicit_flags(ExploreOptions, argv)
     if "dataset_split" not in explicit:
         opt.dataset_split = "val"  # like inference and the notebook
     if opt.max_upload_mb <= 0:
@@ -56,7 +55,7 @@ def load_explorer(opt):
         paths = {option: require_path(opt, option) for option in ("dataroot_npy", "path_bfm", "path_uv")}
         demo = Demo(opt.checkpoint, device=opt.device, image_folder=require_path(opt, "image_folder"), **paths)
     demo.opt.dataset_split = opt.dataset_split
-    cli.check_split(demo.opt)
+    settings.check_split(demo.opt)
     return Explorer(demo, split=opt.dataset_split, latents_path=opt.latents)
 
 
@@ -66,7 +65,7 @@ def main(argv=None):
         sys.exit(2)
     from varitex.explore.app import serve
 
-    with cli.user_errors(PROGRAM):
+    with settings.user_errors(PROGRAM):
         opt = parse_options(argv)
         explorer = load_explorer(opt)
     serve(explorer, host=opt.host, port=opt.port, max_upload_bytes=int(opt.max_upload_mb * 2 ** 20))

@@ -7,7 +7,7 @@
     view = explorer.render(scene)                    # View: image, UV render, neural texture (uint8 arrays)
 
 A `Scene` is immutable and holds everything the page shows; every action returns a new one and changes only
-the fields it is about. `render` is G(z, sp, ep, theta) of `varitex.demo.generate`, with the neural texture
+the fields it is about. `render` is G(z, sp, ep, theta) of `varitex.generation.generate`, with the neural texture
 of each identity decoded once and kept in a `TextureCache` (the texture does not depend on the pose, shape
 or expression, so a slider change only re-samples it).
 """
@@ -22,7 +22,7 @@ import torch
 
 from varitex import visualization as vis
 from varitex.data.keys_enum import DataItemKey as DIK
-from varitex.demo import decode_texture, generate
+from varitex.generation import decode_texture, generate
 
 N_COMPONENTS = 5             # shape and expression components with a slider each
 COMPONENT_RANGE = 3.0        # slider range in units of the component's standard deviation

@@ -3,9 +3,10 @@
     BFM2017(path).generate_vertices(sp, ep)        -> (B, V, 3) face-model vertices
     pose_vertices(vertices, R, t, s)               -> (B, V, 3) posed, world space
     render_uv(vertices, faces, verts_uvs, faces_uvs, S) -> (B, S, S, 2) UVs in [-1, 1], background -1
-    BFMUVFactory(opt).getUV(R, t, s, sp, ep)       -> all of the above from options
+    BFMUVFactory(path_bfm, path_uv, S).getUV(R, t, s, sp, ep) -> all of the above in one call
 
-The renderer reproduces the authors' PyTorch3D renders pixel for pixel (see shared/golden/README.md).
+The renderer reproduces the authors' PyTorch3D renders pixel for pixel; docs/conventions.md gives the
+conventions (Euler angles, posing, camera, UV layout) and the tolerances of that comparison.
 """
 from varitex.geometry.bfm import BFM2017, save_bfm2017
 from varitex.geometry.camera import focal_length, pixel_centers, project_to_ndc

@@ -1,6 +1,6 @@
 """Basel Face Model 2017: HDF5 reader, PCA vertex generation and sampling, and a writer of the same layout.
 
-Layout (DESIGN.md section 4): ``shape/model/mean`` (3V,), ``shape/model/pcaBasis`` (3V, K_shape),
+Layout (docs/conventions.md): ``shape/model/mean`` (3V,), ``shape/model/pcaBasis`` (3V, K_shape),
 ``shape/model/pcaVariance`` (K_shape,), ``shape/representer/cells`` (3, F),
 ``expression/model/pcaBasis`` (3V, K_expr), ``expression/model/pcaVariance`` (K_expr,). Coordinates are
 interleaved x0 y0 z0 x1 y1 z1 ... in millimetres. Counts are read from the file (V = 28,588, F = 56,572,

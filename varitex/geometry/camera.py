@@ -1,8 +1,8 @@
-"""The fixed VariTex camera: at the origin, looking down -z, up +y, square image (DESIGN.md section 4).
+"""The fixed VariTex camera: at the origin, looking down -z, up +y, square image (docs/conventions.md).
 
 It reproduces PyTorch3D's ``FoVPerspectiveCameras`` with ``look_at_view_transform(eye=(0,0,0),
 at=(0,0,-1), up=(0,1,0))`` in the float32 operation order PyTorch3D uses, so that projected vertices and
-pixel centres are bit-identical to what its rasterizer consumes (``shared/golden/README.md``).
+pixel centres are bit-identical to what its rasterizer consumes.
 """
 import math
 

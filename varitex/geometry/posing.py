@@ -1,4 +1,4 @@
-"""Euler angles to rotation matrices, and the authors' rigid posing of face-model vertices (DESIGN.md section 4)."""
+"""Euler angles to rotation matrices, and the authors' rigid posing of face-model vertices (docs/conventions.md)."""
 import torch
 
 # Pose used when re-posing a face (pose grids, the demo): the mesh centred 57 units in front of the

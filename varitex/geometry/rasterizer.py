@@ -1,6 +1,6 @@
 """Pure-PyTorch mesh rasterizer that reproduces PyTorch3D's naive kernel (blur 0, one face per pixel).
 
-The per-pixel rules are those of ``shared/golden/README.md`` ("Per-pixel test"), evaluated in float32 in
+The per-pixel rules (docs/conventions.md, "Rasterization") are evaluated in float32 in
 PyTorch3D's operation order so that results match it bit for bit on the same input:
 
 * a face is skipped when its projected area ``E(v0; v1, v2)`` has ``|area| <= 1e-8`` or a vertex has

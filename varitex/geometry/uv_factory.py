@@ -1,41 +1,40 @@
 """UV maps of the Basel Face Model for given shape, expression and pose (the authors' ``BFMUVFactory``)."""
+import os
+
 import torch
 
 from varitex.geometry.bfm import BFM2017
 from varitex.geometry.posing import DEFAULT_S, DEFAULT_T, euler_to_rotation, pose_vertices
 from varitex.geometry.uv_parameterization import load_uv_parameterization
 from varitex.geometry.uv_render import render_uv
-from varitex.options import require_path
 
 
-def resolve_device(name):
-    """torch.device for the ``--device`` option; raises ValueError when CUDA is asked for but absent."""
+def available_device(name: str | torch.device) -> torch.device:
+    """torch.device ``name``; raises ValueError when CUDA is asked for but absent (no silent fallback here)."""
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name} was requested but CUDA is not available; pass --device cpu")
+        raise ValueError(f"device {name!r} was requested but CUDA is not available; use 'cpu'")
     return device
 
 
 class BFMUVFactory:
-    """Renders (B, H, W, 2) UV maps of posed face-model meshes on ``opt.device``.
-
-    Built from options: ``path_bfm`` (BFM 2017 HDF5), ``path_uv`` (face12.json), ``image_h`` (= ``image_w``,
-    square renders only) and ``device``.
+    """Renders (B, S, S, 2) UV maps of posed face-model meshes (the authors' name).
 
     Args:
-        opt: option namespace with the fields above.
+        path_bfm: Basel Face Model 2017 HDF5 file (model2017-1_face12_nomouth.h5 layout).
+        path_uv: its UV parameterization (face12.json layout).
+        image_size: side S of the square renders in pixels.
+        device: where the face model lives and the renders are made.
         perspective_correct: False (default) reproduces the authors' 2021 renders (PyTorch3D 0.3), which
             the released uv.npy and the pretrained model were made with; True is PyTorch3D >= 0.4.
+
+    ``varitex.generation.uv_factory_from_options(opt)`` builds one from the authors' options.
     """
 
-    def __init__(self, opt, perspective_correct=False):
-        path_bfm = require_path(opt, "path_bfm")
-        path_uv = require_path(opt, "path_uv")
-        image_w = getattr(opt, "image_w", opt.image_h)
-        if opt.image_h != image_w:
-            raise ValueError(f"UV maps are rendered square: --image_h {opt.image_h} and --image_w {image_w} differ")
-        self.image_size = opt.image_h
-        self.device = resolve_device(opt.device)
+    def __init__(self, path_bfm: str | os.PathLike, path_uv: str | os.PathLike, image_size: int,
+                 device: str | torch.device = "cpu", perspective_correct: bool = False):
+        self.image_size = int(image_size)
+        self.device = available_device(device)
         self.perspective_correct = perspective_correct
         self.bfm = BFM2017(path_bfm)
         verts_uvs, faces_uvs = load_uv_parameterization(path_uv)
@@ -59,7 +58,7 @@ class BFMUVFactory:
             A single unbatched sample ((3, 3), (3,), (1,), (K_shape,), (K_expr,)) is rendered as a batch of one.
 
         Returns:
-            (B, H, W, 2) float32 UVs in [-1, 1], background exactly -1, on ``opt.device``.
+            (B, H, W, 2) float32 UVs in [-1, 1], background exactly -1, on ``device``.
         """
         R, t, s, sp, ep = (self._tensor(x) for x in (R, t, s, sp, ep))
         if sp.dim() == 1:

@@ -1,4 +1,4 @@
-"""Per-pixel UV maps: rasterize posed meshes and interpolate their per-corner UVs (DESIGN.md section 4)."""
+"""Per-pixel UV maps: rasterize posed meshes and interpolate their per-corner UVs (docs/conventions.md)."""
 import torch
 
 from varitex.geometry.rasterizer import check_faces, rasterize

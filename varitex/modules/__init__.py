@@ -1,4 +1,4 @@
-"""Networks, losses, metrics and the LightningModule of VariTex (DESIGN.md sections 2 and 3).
+"""Networks, losses, metrics and the LightningModule of VariTex (docs/architecture.md).
 
 Where each batch key is made (DataItemKey members):
     encoder.Encoder                          -> IMAGE_ENCODED
@@ -7,5 +7,6 @@ Where each batch key is made (DataItemKey members):
     decoder.Decoder                          -> TEXTURE_PERSON
     decoder.AdditiveDecoder                  -> ADDITIVE_FEATUREIMAGE
     feature2image.Feature2ImageRenderer      -> IMAGE_OUT, SEGMENTATION_PREDICTED
-Training: pipeline.PipelineModule; loading checkpoints (ours and the authors'): checkpoint.load_pipeline.
+Training: pipeline.PipelineModule; networks from the authors' options: configs.py; loading checkpoints:
+varitex.checkpoints.load_pipeline.
 """

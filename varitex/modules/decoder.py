@@ -4,6 +4,8 @@ Both follow pl_bolts' ``DecoderBlock`` (a ResNet basic block in reverse: the wid
 upsampling happen in the second conv) and the authors' stage layout ``initial, layer0 .. layer4``, each stage
 doubling the resolution from 4x4 (the last one only for texture_dim 256).
 """
+from __future__ import annotations
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -14,7 +16,7 @@ from varitex.modules.encoder import conv1x1, conv3x3
 STAGE_NAMES = ("initial", "layer0", "layer1", "layer2", "layer3", "layer4")
 TEXTURE_STAGE_PLANES = (256, 256, 256, 128, 64, 64)    # face texture decoder
 ADDITIVE_STAGE_PLANES = (512, 256, 256, 128, 64, 64)   # additive decoder
-LATENT_CHANNELS = 512                                  # channels of the 4x4 map made from the latent
+LATENT_CHANNELS = 512                                  # channels of the 4x4 map made from the latent code
 TEXTURE_DIMS = (128, 256)
 
 
@@ -80,19 +82,25 @@ class ResNetDecoder(nn.Module):
         out_channels: channels of the output (texture_nc).
         stage_planes: output channels of the six stages.
         texture_dim: 256 (every stage doubles: 4 -> 256) or 128 (the last stage keeps the resolution).
-        broadcast_latent: False: ``linear`` maps to 512*4*4 values reshaped to (512, 4, 4) (texture decoder);
-            True: ``linear`` maps to 512 values repeated over a 4x4 grid (additive decoder).
+        broadcast_latent: False: ``linear`` maps to C*4*4 values reshaped to (C, 4, 4) (texture decoder);
+            True: ``linear`` maps to C values repeated over a 4x4 grid (additive decoder); C = latent_channels.
         condition_channels: channels of the condition image fed to every block (0: unconditioned).
+        latent_channels: channels C of the 4x4 map made from the latent code.
     """
 
-    def __init__(self, latent_dim, out_channels, stage_planes, texture_dim, broadcast_latent=False,
-                 condition_channels=0):
+    def __init__(self, latent_dim: int, out_channels: int, stage_planes: tuple[int, ...], texture_dim: int,
+                 broadcast_latent: bool = False, condition_channels: int = 0,
+                 latent_channels: int = LATENT_CHANNELS):
         super().__init__()
         if texture_dim not in TEXTURE_DIMS:
             raise ValueError(f"texture_dim must be one of {TEXTURE_DIMS}, got {texture_dim}")
+        if len(stage_planes) != len(STAGE_NAMES):
+            raise ValueError(f"stage_planes needs {len(STAGE_NAMES)} widths ({', '.join(STAGE_NAMES)}), "
+                             f"got {tuple(stage_planes)}")
         self.broadcast_latent = broadcast_latent
-        self.linear = nn.Linear(latent_dim, LATENT_CHANNELS * (1 if broadcast_latent else 16))
-        inplanes = LATENT_CHANNELS
+        self.latent_channels = latent_channels
+        self.linear = nn.Linear(latent_dim, latent_channels * (1 if broadcast_latent else 16))
+        inplanes = latent_channels
         for index, (name, planes) in enumerate(zip(STAGE_NAMES, stage_planes)):
             last = index == len(STAGE_NAMES) - 1
             scale = 1 if last and texture_dim == 128 else 2
@@ -104,21 +112,30 @@ class ResNetDecoder(nn.Module):
         """latent: (B, latent_dim); condition: (B, C, H, W) or None -> (B, out_channels, S, S)."""
         x = self.linear(latent)
         if self.broadcast_latent:
-            x = x.view(x.shape[0], LATENT_CHANNELS, 1, 1).expand(-1, -1, 4, 4)
+            x = x.view(x.shape[0], self.latent_channels, 1, 1).expand(-1, -1, 4, 4)
         else:
-            x = x.view(x.shape[0], LATENT_CHANNELS, 4, 4)
+            x = x.view(x.shape[0], self.latent_channels, 4, 4)
         for name in STAGE_NAMES:
             x = getattr(self, name)(x, condition)
         return self.conv1(x)
 
 
 class Decoder(nn.Module):
-    """Face texture decoder: LATENT_INTERIOR (B, latent_dim/2) -> TEXTURE_PERSON (B, texture_nc, T, T),
-    T = texture_dim."""
+    """Face texture decoder: LATENT_INTERIOR (B, code_dim) -> TEXTURE_PERSON (B, texture_nc, T, T), T = texture_dim.
 
-    def __init__(self, opt):
+    Args:
+        code_dim: size of LATENT_INTERIOR (half of the generator's latent_dim).
+        texture_nc: channels of the neural texture.
+        texture_dim: texture resolution T, 128 or 256.
+        stage_planes: output channels of the six stages ``initial, layer0 .. layer4``.
+        latent_channels: channels of the 4x4 map the code is reshaped to.
+    """
+
+    def __init__(self, code_dim: int, texture_nc: int, texture_dim: int,
+                 stage_planes: tuple[int, ...] = TEXTURE_STAGE_PLANES, latent_channels: int = LATENT_CHANNELS):
         super().__init__()
-        self.decoder = ResNetDecoder(opt.latent_dim // 2, opt.texture_nc, TEXTURE_STAGE_PLANES, opt.texture_dim)
+        self.decoder = ResNetDecoder(code_dim, texture_nc, stage_planes, texture_dim,
+                                     latent_channels=latent_channels)
 
     def forward(self, batch):
         batch[DIK.TEXTURE_PERSON] = self.decoder(batch[DIK.LATENT_INTERIOR])
@@ -128,12 +145,16 @@ class Decoder(nn.Module):
 class AdditiveDecoder(nn.Module):
     """Additive decoder: LATENT_EXTERIOR (B, latent_dim/2), conditioned on FACE_FEATUREIMAGE (B, texture_nc, H, W)
     -> ADDITIVE_FEATUREIMAGE (B, texture_nc, H, W), the features of hair, ears, neck and background.
+
+    Args: as ``Decoder`` (code_dim is the size of LATENT_EXTERIOR); every block is conditioned on the
+        texture_nc channels of FACE_FEATUREIMAGE.
     """
 
-    def __init__(self, opt):
+    def __init__(self, code_dim: int, texture_nc: int, texture_dim: int,
+                 stage_planes: tuple[int, ...] = ADDITIVE_STAGE_PLANES, latent_channels: int = LATENT_CHANNELS):
         super().__init__()
-        self.decoder = ResNetDecoder(opt.latent_dim // 2, opt.texture_nc, ADDITIVE_STAGE_PLANES, opt.texture_dim,
-                                     broadcast_latent=True, condition_channels=opt.texture_nc)
+        self.decoder = ResNetDecoder(code_dim, texture_nc, stage_planes, texture_dim, broadcast_latent=True,
+                                     condition_channels=texture_nc, latent_channels=latent_channels)
 
     def forward(self, batch):
         # Detached: the additive branch must not send gradients into the face texture decoder.

@@ -68,14 +68,20 @@ class NLayerDiscriminator(nn.Module):
 
 
 class MultiscaleDiscriminator(nn.Module):
-    """``num_discriminator`` PatchGANs; discriminator_i sees the image average-pooled i times (3x3, stride 2)."""
+    """``num_discriminators`` PatchGANs; discriminator_i sees the image average-pooled i times (3x3, stride 2).
 
-    def __init__(self, opt):
+    Args:
+        num_discriminators: number of scales.
+        nc: features of the first layer of each PatchGAN.
+        n_layers: layers of each PatchGAN (groups model0 .. model<n_layers>).
+        norm: normalization of the middle layers, e.g. "spectralinstance" (see parse_norm).
+    """
+
+    def __init__(self, num_discriminators: int, nc: int, n_layers: int, norm: str):
         super().__init__()
-        parse_norm(opt.norm_discriminator)
-        for index in range(opt.num_discriminator):
-            self.add_module(f"discriminator_{index}", NLayerDiscriminator(
-                opt.nc_discriminator, opt.n_layers_discriminator, opt.norm_discriminator))
+        parse_norm(norm)
+        for index in range(num_discriminators):
+            self.add_module(f"discriminator_{index}", NLayerDiscriminator(nc, n_layers, norm))
 
     def forward(self, image):
         """image: (B, 3, H, W) -> list (one per scale) of lists of intermediate outputs (see NLayerDiscriminator)."""

@@ -11,12 +11,17 @@ class Feature2ImageRenderer(nn.Module):
 
     U-Net output channel 0 goes through a sigmoid (foreground probability in (0, 1)); channels 1..3 are the
     image in ImageNet-normalized space, without activation and without masking.
+
+    Args:
+        input_channels: channels of FULL_FEATUREIMAGE (2 * texture_nc).
+        num_layers: U-Net levels.
+        features_start: U-Net features at the top level.
     """
 
-    def __init__(self, opt):
+    def __init__(self, input_channels: int, num_layers: int, features_start: int):
         super().__init__()
-        self.unet = UNet(output_channels=4, input_channels=2 * opt.texture_nc,
-                         num_layers=opt.feature2image_num_layers, features_start=opt.nc_feature2image)
+        self.unet = UNet(output_channels=4, input_channels=input_channels, num_layers=num_layers,
+                         features_start=features_start)
 
     def forward(self, batch):
         out = self.unet(batch[DIK.FULL_FEATUREIMAGE])

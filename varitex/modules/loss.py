@@ -1,4 +1,4 @@
-"""Loss terms of VariTex (DESIGN.md section 3): KL, L2, GAN (ls / original / hinge / w), feature matching,
+"""Loss terms of VariTex (weights: the --lambda_* options): KL, L2, GAN (ls / original / hinge / w), feature matching,
 segmentation BCE, RGB texture and the VGG-19 perceptual loss.
 
 GAN losses are tiny pure functions of the discriminator's prediction maps; the multi-scale helpers average

@@ -10,17 +10,8 @@ import torchvision
 from torch import nn
 from torchmetrics.functional.image import structural_similarity_index_measure
 
+from varitex.data.image_ops import IMAGENET_MEAN, IMAGENET_STD, denormalize  # noqa: F401 (re-exported)
 from varitex.modules.pretrained import load_torchvision_features
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def denormalize(image, scale=1.0):
-    """(B, 3, H, W) ImageNet-normalized -> the image in [0, scale] (not clamped)."""
-    mean = image.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = image.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return (image * std + mean) * scale
 
 
 def psnr(fake, real):

@@ -9,8 +9,14 @@ authors' keys and shapes. The LPIPS metric is deliberately NOT part of the state
 evaluation tool whose weights come from the lpips package and torchvision, not something training changes,
 and the authors' ``metric_lpips.*`` entries (22 keys, 5 of them duplicates) would only bloat checkpoints.
 It is kept as a plain attribute ``metric_lpips`` (moved to the data's device when used, always in eval mode);
-``checkpoint.load_pipeline`` still fills it from a checkpoint that carries ``metric_lpips.*``.
+``varitex.checkpoints.load_pipeline`` still fills it from a checkpoint that carries ``metric_lpips.*``.
 """
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from typing import Any
+
 import lightning.pytorch as pl
 import torch
 import torchvision
@@ -18,11 +24,12 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from varitex.data.keys_enum import DataItemKey as DIK
 from varitex.modules.discriminator import MultiscaleDiscriminator
-from varitex.modules.generator import Generator
+from varitex.modules.configs import (complete_options, discriminator_arguments, options_to_dict,
+                                     generator_config as default_generator_config)
+from varitex.modules.generator import Generator, GeneratorConfig
 from varitex.modules.loss import (VGG19Loss, feature_matching_loss, kl_divergence, l2_loss, multiscale_gan_loss,
                                   rgb_texture_loss, segmentation_loss)
 from varitex.modules.metrics import LPIPSMetric, psnr, ssim
-from varitex.modules.model_options import complete_options, options_to_dict
 from varitex.modules.pretrained import MissingPretrainedWeightsError, torchvision_cache_file
 
 # Generator loss terms -> (weighting option, name the authors log it under).
@@ -49,16 +56,19 @@ class PipelineModule(pl.LightningModule):
         random_perceptual_weights: let training and validation run with random VGG-19 / AlexNet weights when
             the ImageNet weights are not available (for tests of the plumbing; loss and metric values are
             then meaningless, and a warning says so). Default: refuse, with a message how to provide them.
+        generator_config: the generator's constructor arguments; default ``generator_config(opt)`` (the
+            authors' widths). Stored in checkpoints, so that ``load_pipeline`` rebuilds the same networks.
     """
 
-    def __init__(self, opt, random_perceptual_weights=False):
+    def __init__(self, opt: Any, random_perceptual_weights: bool = False,
+                 generator_config: GeneratorConfig | None = None):
         super().__init__()
         self.automatic_optimization = False
         self.opt = complete_options(opt)
         self.random_perceptual_weights = random_perceptual_weights
-        self.generator = Generator(self.opt)
+        self.generator = Generator(generator_config or default_generator_config(self.opt))
         if self.opt.lambda_gan > 0:
-            self.discriminator = MultiscaleDiscriminator(self.opt)
+            self.discriminator = MultiscaleDiscriminator(**discriminator_arguments(self.opt))
         if self.opt.lambda_vgg > 0:
             self.loss_vgg = VGG19Loss(self.opt.path_vgg)
         # object.__setattr__ keeps the metric out of the registered children (see the module docstring).
@@ -68,13 +78,23 @@ class PipelineModule(pl.LightningModule):
             rank_zero_warn("PipelineModule(random_perceptual_weights=True): VGG-19 loss and LPIPS may run with "
                            "RANDOM weights; their values are then meaningless")
 
-    def forward(self, batch, std_multiplier=1.0):
+    def forward(self, batch: dict, std_multiplier: float = 1.0) -> dict:
         """Generator forward on a shallow copy of ``batch`` (IMAGE_IN_ENCODE, UV_RENDERED needed).
 
         Returns:
             dict with the inputs and every generator output (IMAGE_OUT, SEGMENTATION_PREDICTED, MASK_UV, ...).
         """
         return self.generator(dict(batch), std_multiplier)
+
+    # The generator's stages under the names the authors' scripts call on the pipeline.
+    def forward_encode(self, batch: dict, batch_idx: int | None = None) -> dict:
+        return self.generator.forward_encode(batch, batch_idx)
+
+    def forward_sample_style(self, batch: dict, batch_idx: int | None = None, std_multiplier: float = 1.0) -> dict:
+        return self.generator.forward_sample_style(batch, batch_idx, std_multiplier)
+
+    def forward_latent2image(self, batch: dict, batch_idx: int | None = None) -> dict:
+        return self.generator.forward_latent2image(batch, batch_idx)
 
     # ----- losses -----------------------------------------------------------------------------------------
 
@@ -94,7 +114,7 @@ class PipelineModule(pl.LightningModule):
         n = fake.shape[0]
         return ([[x[:n] for x in scale] for scale in outputs], [[x[n:] for x in scale] for scale in outputs])
 
-    def generator_loss_terms(self, outputs):
+    def generator_loss_terms(self, outputs: dict) -> dict:
         """Loss terms of a generator forward's ``outputs`` (needs IMAGE_IN and SEGMENTATION_MASK as well).
 
         Returns:
@@ -122,11 +142,7 @@ class PipelineModule(pl.LightningModule):
         terms["loss"] = sum(getattr(opt, option) * terms[name] for name, (option, _) in GENERATOR_TERMS.items())
         return terms
 
-    def generator_losses(self, batch, std_multiplier=1.0):
-        """Generator forward (sampling z with ``std_multiplier``) and its loss terms; see generator_loss_terms."""
-        return self.generator_loss_terms(self(batch, std_multiplier))
-
-    def discriminator_loss_terms(self, fake, real):
+    def discriminator_loss_terms(self, fake: torch.Tensor, real: torch.Tensor) -> dict:
         """Discriminator loss on images (B, 3, H, W); ``fake`` is detached.
 
         Returns:
@@ -141,16 +157,6 @@ class PipelineModule(pl.LightningModule):
         unweighted = (real_loss + fake_loss) / 2
         return {"real": real_loss, "fake": fake_loss, "discriminator": unweighted,
                 "loss": self.opt.lambda_gan * unweighted}
-
-    def discriminator_loss(self, batch, std_multiplier=1.0):
-        """Discriminator loss with the generator forward recomputed without gradients (the authors' D step).
-
-        As in the authors' schedule this forward runs in the module's current mode, so in training the
-        generator's BatchNorm statistics are updated a second time per batch.
-        """
-        with torch.no_grad():
-            fake = self(batch, std_multiplier)[DIK.IMAGE_OUT]
-        return self.discriminator_loss_terms(fake, batch[DIK.IMAGE_IN])
 
     # ----- training ---------------------------------------------------------------------------------------
 
@@ -168,61 +174,55 @@ class PipelineModule(pl.LightningModule):
                                                **implementation))
         return optimizers
 
-    def training_step(self, batch, batch_idx):
-        """The authors' schedule per batch: a generator step, then (with a discriminator) a discriminator step.
-
-        With --reuse_generator_output the discriminator step takes the generator step's image instead of
-        recomputing the generator forward: one generator forward per batch instead of two (other numerics).
-        """
+    def training_step(self, batch: dict, batch_idx: int) -> None:
+        """The authors' schedule per batch: a generator step, then (with a discriminator) a discriminator step."""
         optimizers = self.optimizers()
         if not isinstance(optimizers, (list, tuple)):
-            optimizers = [optimizers]
-        fake = self._generator_step(batch, optimizers[0])
-        if len(optimizers) > 1:
-            self._discriminator_step(batch, optimizers[1], fake=fake if self.opt.reuse_generator_output else None)
+            optimizers = [optimizers]  # Lightning hands out a lone optimizer unwrapped
+        generator_optimizer = optimizers[0]
+        discriminator_optimizer = optimizers[1] if len(optimizers) > 1 else None
+        batch_size = batch[DIK.IMAGE_IN].shape[0]
 
-    def _optimize(self, optimizer, loss_fn):
-        """One step of ``optimizer`` on ``loss_fn()["loss"]`` with every other parameter frozen; returns the terms."""
-        self.toggle_optimizer(optimizer)
-        try:
-            terms = loss_fn()
-            optimizer.zero_grad()
-            self.manual_backward(terms["loss"])
-            optimizer.step()
-        finally:
-            self.untoggle_optimizer(optimizer)
-        return terms
-
-    def _generator_step(self, batch, optimizer):
-        """Generator update; the discriminator is frozen (its spectral-norm u, v still take their power
-        iteration, as in the authors' training, because it runs in training mode).
-
-        Returns:
-            IMAGE_OUT (B, 3, H, W) of this step's generator forward, detached.
-        """
-        outputs = {}
-
-        def losses():
-            outputs.update(self(batch))
-            return self.generator_loss_terms(outputs)
-
-        terms = self._optimize(optimizer, losses)
+        # 1. Generator step, the discriminator frozen (its spectral-norm u, v still take their power iteration,
+        #    as in the authors' training, because it runs in training mode).
+        with self.only_optimizing(generator_optimizer):
+            outputs = self(batch)
+            terms = self.generator_loss_terms(outputs)
+            self._update(generator_optimizer, terms["loss"])
         active = self._active_terms()
         logged = {log_name: terms[name].detach() for name, (_, log_name) in GENERATOR_TERMS.items() if name in active}
         # Authors' quirk: train/loss is the UNWEIGHTED sum of the terms, not the optimized loss.
         logged["train/loss"] = sum(logged.values())
-        self.log_dict(logged, batch_size=batch[DIK.IMAGE_IN].shape[0])
-        return outputs[DIK.IMAGE_OUT].detach()
+        self.log_dict(logged, batch_size=batch_size)
+        if discriminator_optimizer is None:  # --lambda_gan 0: no discriminator
+            return
 
-    def _discriminator_step(self, batch, optimizer, fake=None):
-        """Discriminator update on a fresh generator sample, the authors' way, or on ``fake`` (B, 3, H, W) when
-        given (--reuse_generator_output); no gradients into the generator either way."""
-        if fake is None:
-            terms = self._optimize(optimizer, lambda: self.discriminator_loss(batch))
+        # 2. Discriminator step on a generator forward recomputed without gradients, the authors' way (in the
+        #    module's current mode, so the generator's BatchNorm statistics see the batch a second time), or,
+        #    with --reuse_generator_output, on the image of step 1 (one generator forward instead of two).
+        if self.opt.reuse_generator_output:
+            fake = outputs[DIK.IMAGE_OUT].detach()
         else:
-            terms = self._optimize(optimizer, lambda: self.discriminator_loss_terms(fake, batch[DIK.IMAGE_IN]))
-        self.log("train/discriminator", terms["discriminator"].detach(), batch_size=batch[DIK.IMAGE_IN].shape[0])
-        return terms
+            with torch.no_grad():
+                fake = self(batch)[DIK.IMAGE_OUT]
+        with self.only_optimizing(discriminator_optimizer):
+            terms = self.discriminator_loss_terms(fake, batch[DIK.IMAGE_IN])
+            self._update(discriminator_optimizer, terms["loss"])
+        self.log("train/discriminator", terms["discriminator"].detach(), batch_size=batch_size)
+
+    @contextlib.contextmanager
+    def only_optimizing(self, optimizer: torch.optim.Optimizer):
+        """Inside the block only the parameters of ``optimizer`` require gradients."""
+        self.toggle_optimizer(optimizer)
+        try:
+            yield
+        finally:
+            self.untoggle_optimizer(optimizer)
+
+    def _update(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        optimizer.step()
 
     def on_train_start(self):
         """Refuse to train the perceptual loss with random VGG-19 weights (checked after checkpoint restore)."""
@@ -262,6 +262,8 @@ class PipelineModule(pl.LightningModule):
 
     # ----- checkpoints ------------------------------------------------------------------------------------
 
-    def on_save_checkpoint(self, checkpoint):
-        """Store the options, so that ``checkpoint.load_pipeline`` can rebuild the architecture."""
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Store the options and the generator's constructor arguments, so that ``load_pipeline`` can rebuild
+        the architecture."""
         checkpoint["varitex_opt"] = options_to_dict(self.opt)
+        checkpoint["varitex_generator"] = options_to_dict(dataclasses.asdict(self.generator.config))

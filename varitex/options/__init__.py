@@ -1,10 +1,11 @@
-"""The authors' command-line options (DESIGN.md section 5).
+"""The authors' command-line options, and ``settings.resolve``: options -> the settings of one run.
 
     TrainOptions().parse([])          -> argparse.Namespace with every default
     varitex_default_options()         -> the model defaults as a dict
     require_path(opt, "dataroot_npy") -> the value, or a clear error naming the flag and env var
 """
-from varitex.options.base_options import BaseOptions, MissingPathError, require_path
+from varitex.data.paths import MissingPathError, require_path
+from varitex.options.base_options import BaseOptions
 from varitex.options.eval_options import EvalOptions
 from varitex.options.train_options import TrainOptions
 

@@ -8,13 +8,13 @@
     root/FFHQ/images/<stem>.png                           RGB images
     root/demo_world.json                                  manifest: generation parameters and counts
 
-so that ``DP=root FP=root`` points every default option at it (DESIGN.md section 4). Each person
+so that ``DP=root FP=root`` points every default option at it (the layout of docs/architecture.md, "A data source"). Each person
 (identity) has a shape, a painted albedo, hair, ears and a neck, and is shown in ``images_per_identity``
 random poses (yaw within +-30 degrees, some pitch and roll) with random expressions and lighting. Splits
 are by identity: the validation people are never seen in training. Everything is deterministic in
 ``seed``.
 
-Command line: ``varitex-make-demo --root DIR [--n_images N ...]`` or ``python -m varitex.data.synthetic``.
+Command line: ``varitex-make-demo --root DIR [--n_images N ...]`` or ``python -m varitex.demo_world.world``.
 """
 import argparse
 import json
@@ -28,14 +28,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from varitex.data import synthetic_appearance as appearance
-from varitex.data.synthetic_face_model import EXPRESSION_NAMES, build_face_model
-from varitex.data.synthetic_render import SceneBatch, Topology, render_scenes
+from varitex.demo_world import appearance
+from varitex.demo_world.face_model import EXPRESSION_NAMES, build_face_model
+from varitex.demo_world.render import SceneBatch, Topology, render_scenes
 from varitex.geometry import (DEFAULT_S, DEFAULT_T, BFM2017, euler_to_rotation, load_uv_parameterization,
                               save_bfm2017, save_uv_parameterization)
 
 MANIFEST = "demo_world.json"
-GENERATOR = "varitex.data.synthetic"
+GENERATOR = "varitex.demo_world.world"
 FORMAT_VERSION = 2
 BFM_FILE = Path("basel_facemodel", "model2017-1_face12_nomouth.h5")
 UV_FILE = Path("basel_facemodel", "face12.json")

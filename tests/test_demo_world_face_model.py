@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from varitex.data import synthetic_face_model as fm
+from varitex.demo_world import face_model as fm
 from varitex.geometry import BFM2017, load_uv_parameterization, save_bfm2017, save_uv_parameterization
 
 

@@ -10,13 +10,17 @@ Files are read with ``torch.load(weights_only=True)``: no code from the file run
 callback classes as dict keys, which weights-only loading refuses; those references (and other classes of
 pytorch_lightning, lightning or the authors' varitex package) are replaced by inert stand-ins.
 """
+from __future__ import annotations
+
+import os
 import pickle
-import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from varitex.modules.model_options import ARCHITECTURE_OPTIONS, as_dict
+from varitex.modules.configs import ARCHITECTURE_OPTIONS, as_dict, merge_saved_options
+from varitex.modules.generator import GeneratorConfig
 from varitex.modules.pipeline import PipelineModule
 from varitex.options import varitex_default_options
 
@@ -50,7 +54,7 @@ def _stand_in(qualified_name):
     return type(qualified_name.rsplit(".", 1)[-1], (CheckpointStandIn,), {"qualified_name": qualified_name})
 
 
-def read_checkpoint(path, map_location="cpu", weights_only=True):
+def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", weights_only: bool = True) -> Any:
     """The raw checkpoint dictionary.
 
     Args:
@@ -84,26 +88,16 @@ def read_checkpoint(path, map_location="cpu", weights_only=True):
         return torch.load(path, map_location=map_location, weights_only=True)
 
 
-def checkpoint_options(stored, opt=None):
-    """Options to rebuild a checkpoint's architecture: defaults < stored options < ``opt``; but the stored
-    values of ARCHITECTURE_OPTIONS win (a trained model's shapes cannot change), with a warning if ``opt``
-    asked for something else.
+def checkpoint_options(stored: dict | None, opt: Any = None) -> dict:
+    """Options to rebuild a checkpoint's architecture: defaults < stored options < ``opt``, except that the
+    stored architecture options win (see ``merge_saved_options``).
 
     Args:
         stored: ``checkpoint["varitex_opt"]`` or None (the authors' checkpoints carry no options).
         opt: namespace or mapping from the caller, or None.
     """
-    values = varitex_default_options()
-    values.update(stored or {})
     given = as_dict(opt) if opt is not None else {}
-    values.update(given)
-    for name in ARCHITECTURE_OPTIONS:
-        if stored and name in stored:
-            if name in given and given[name] != stored[name]:
-                warnings.warn(f"--{name} {given[name]} is ignored: the checkpoint was trained with "
-                              f"--{name} {stored[name]}")
-            values[name] = stored[name]
-    return values
+    return merge_saved_options({**varitex_default_options(), **given}, stored or {}, explicit=set(given))
 
 
 def _listed(items):
@@ -112,7 +106,7 @@ def _listed(items):
     return shown + (f", ... and {more} more" if more > 0 else "")
 
 
-def check_state_dict(pipeline, state_dict, source="checkpoint"):
+def check_state_dict(pipeline: PipelineModule, state_dict: dict, source: str = "checkpoint") -> None:
     """Raise CheckpointMismatchError unless every generator/discriminator entry of ``pipeline`` is in
     ``state_dict`` with the same shape and ``state_dict`` has no other such entry. Other entries
     (``loss_vgg.*``, ``metric_lpips.*``, a discriminator the options switched off) are ignored."""
@@ -138,22 +132,32 @@ def check_state_dict(pipeline, state_dict, source="checkpoint"):
         f"discriminator keys " + "; ".join(problems))
 
 
-def load_pipeline(path, opt=None, map_location="cpu", weights_only=True):
+def load_pipeline(path: str | os.PathLike, opt: Any = None, map_location: Any = "cpu", weights_only: bool = True,
+                  checkpoint: Any = None) -> PipelineModule:
     """Build a PipelineModule for the checkpoint ``path`` and load its weights; returned in eval mode.
 
-    The architecture comes from the checkpoint's stored options (ours) or from ``opt`` / the defaults (the
-    authors', which store none). ``loss_vgg.*`` in the file provide the VGG-19 weights, ``metric_lpips.*``
-    the LPIPS weights; no pretrained weights are needed otherwise.
+    The architecture comes from the checkpoint's stored options and generator arguments (ours) or from
+    ``opt`` / the defaults (the authors', which store none). ``loss_vgg.*`` in the file provide the VGG-19
+    weights, ``metric_lpips.*`` the LPIPS weights; no pretrained weights are needed otherwise.
 
+    Args:
+        checkpoint: the content of ``path`` when the caller has read it already (it is not read again).
     Raises:
         FileNotFoundError, ValueError: see read_checkpoint; CheckpointMismatchError: keys listed.
     """
-    checkpoint = read_checkpoint(path, map_location=map_location, weights_only=weights_only)
+    if checkpoint is None:
+        checkpoint = read_checkpoint(path, map_location=map_location, weights_only=weights_only)
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise ValueError(f"{path} is not a Lightning checkpoint: no 'state_dict' entry (found {found})")
     state_dict = checkpoint["state_dict"]
-    pipeline = PipelineModule(checkpoint_options(checkpoint.get("varitex_opt"), opt))
+    stored_generator = checkpoint.get("varitex_generator")
+    generator_config = None
+    if stored_generator:
+        generator_config = GeneratorConfig(**{name: tuple(value) if isinstance(value, list) else value
+                                              for name, value in stored_generator.items()})
+    pipeline = PipelineModule(checkpoint_options(checkpoint.get("varitex_opt"), opt),
+                              generator_config=generator_config)
     check_state_dict(pipeline, state_dict, source=f"checkpoint {path}")
     pipeline.load_state_dict(state_dict, strict=False)
     lpips_state = {key[len("metric_lpips."):]: value for key, value in state_dict.items()

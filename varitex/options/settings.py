@@ -1,24 +1,31 @@
-"""Command-line plumbing shared by train and inference.
+"""From the command line (or a notebook's dict, or a checkpoint) to the settings of one run, read once.
 
-    explicit_flags(TrainOptions, argv)   -> the option names the user typed
-    apply_demo_options(opt, explicit)    -> --demo: the embedded synthetic world and small settings
-    merge_saved_options(opt, saved, ...) -> options stored in a checkpoint, command-line flags winning
-    user_errors("varitex-train")         -> the error boundary: one line and exit code 2, no traceback
+    resolve("train", argv)                  -> RunSettings(opt, checkpoint): every option of the run and the
+    resolve("inference", argv)                 checkpoint file's content (None for a fresh run), read once
+    resolve("demo", overrides={...})        -> the same for the notebook's Demo (options as a dict)
+    user_errors("varitex-train")            -> the error boundary: one line and exit code 2, no traceback
+
+Precedence, lowest first: the authors' defaults (with $DP, $FP, $OP, $CP), the --demo preset, the options
+stored in the checkpoint (or --path_opt), the flags the user typed. The checkpoint's architecture options
+win over everything (a trained model's shapes cannot change); see docs/architecture.md.
 """
+from __future__ import annotations
+
 import argparse
 import contextlib
+import json
 import os
 import sys
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
-# Options that describe this machine or this invocation, never taken over from a checkpoint's options.
-NOT_INHERITED = frozenset({
-    "dataroot_npy", "image_folder", "path_out", "path_bfm", "path_uv", "checkpoint", "path_opt",
-    "device", "num_workers", "debug", "demo", "logger", "dataset_split", "n", "mode",
-    "devices", "num_nodes", "strategy", "precision", "compile", "compile_mode", "channels_last",
-})
+from varitex.data.paths import require_path
+from varitex.modules.configs import NOT_INHERITED, merge_saved_options
+from varitex.options.eval_options import EvalOptions
+from varitex.options.train_options import TrainOptions
 
 # --demo: sized so that training plus all three inference modes take about 7 minutes on a 2-core CPU.
 DEMO_OPTIONS = dict(
@@ -66,7 +73,7 @@ def apply_demo_options(opt, explicit):
     Explicit command-line flags win over the demo settings; environment variables do not (--demo always
     uses the demo world). Outputs go to ``./outputs`` unless --path_out is given.
     """
-    from varitex.data.synthetic import ensure_demo_world
+    from varitex.demo_world.world import ensure_demo_world
 
     root = str(ensure_demo_world())
     demo_paths = dict(
@@ -87,22 +94,6 @@ def apply_demo_options(opt, explicit):
 def demo_checkpoint_path(opt):
     """Where `varitex-train --demo` leaves its final checkpoint for this ``opt.path_out``."""
     return os.path.join(opt.path_out, DEMO_CHECKPOINT)
-
-
-def merge_saved_options(opt, saved, explicit):
-    """Take over the options a checkpoint was trained with (architecture, losses, schedule).
-
-    Options in NOT_INHERITED and options given on the command line keep their current value.
-
-    Args:
-        opt: argparse.Namespace, modified in place and returned.
-        saved: dict of options stored in the checkpoint (or read from opt.json).
-        explicit: set of option names given on the command line.
-    """
-    for name, value in saved.items():
-        if name not in NOT_INHERITED and name not in explicit:
-            setattr(opt, name, value)
-    return opt
 
 
 def require_file(path, option):
@@ -144,12 +135,81 @@ def check_split(opt):
                          f"{', '.join(available)} (or use 'all')")
 
 
-def resolve_device(opt):
+def fall_back_to_cpu(opt):
     """Fall back from ``--device cuda`` to the CPU (with a note) when no GPU is available; returns opt."""
     if str(opt.device).startswith("cuda") and not torch.cuda.is_available():
         print("note: no CUDA device available, running on the CPU (--device cpu)", file=sys.stderr)
         opt.device = "cpu"
     return opt
+
+
+class RunSettings(NamedTuple):
+    """What ``resolve`` hands to an entry point."""
+    opt: argparse.Namespace        # every option of the run (the authors' names)
+    checkpoint: dict | None        # the content of --checkpoint, read once; None for a fresh run
+
+
+PROGRAMS = {"train": TrainOptions, "inference": EvalOptions, "demo": EvalOptions}
+# Paths each program needs, checked after all sources are merged.
+REQUIRED_PATHS = {
+    "train": ("dataroot_npy", "image_folder", "path_bfm", "path_uv", "path_out"),
+    "inference": ("dataroot_npy", "image_folder", "path_bfm", "path_uv", "path_out"),
+    "demo": ("path_bfm", "path_uv"),
+}
+
+
+def resolve(program: str, argv: list[str] | None = None, overrides: Mapping[str, Any] | None = None) -> RunSettings:
+    """The one place where options become a run's settings: defaults, --demo preset, checkpoint, flags.
+
+    Args:
+        program: "train", "inference" or "demo" (the notebook's Demo class).
+        argv: command-line flags (None: sys.argv for train/inference, none for the demo).
+        overrides: option values that count as typed by the user (the notebook's dict, keyword arguments).
+    Returns:
+        RunSettings(opt, checkpoint).
+    Raises:
+        MissingPathError, FileNotFoundError, ValueError: with a message naming the option at fault.
+    """
+    options_class = PROGRAMS[program]
+    if program == "demo" and argv is None:
+        argv = []
+    overrides = dict(overrides or {})
+    opt = options_class().parse(argv)
+    explicit = explicit_flags(options_class, argv) | set(overrides)
+    for name, value in overrides.items():
+        setattr(opt, name, value)
+    if program != "train":
+        if "dataset_split" not in explicit:
+            opt.dataset_split = "val"  # the authors' inference always ran on the val split
+        explicit = explicit | {"batch_size"}  # inference's batch size is this machine's, not the training run's
+    if opt.demo:
+        apply_demo_options(opt, explicit)
+        if program != "train" and not opt.checkpoint:
+            opt.checkpoint = demo_checkpoint_path(opt)
+            if not os.path.isfile(opt.checkpoint):
+                raise FileNotFoundError(f"no demo checkpoint at {opt.checkpoint}: train it first with "
+                                        f"`varitex-train --demo` (or pass --checkpoint)")
+    checkpoint = None
+    if program != "train":
+        require_path(opt, "checkpoint")
+    if opt.checkpoint:
+        from varitex.checkpoints import read_checkpoint
+
+        checkpoint = read_checkpoint(require_file(opt.checkpoint, "checkpoint"))
+        saved = checkpoint.get("varitex_opt") if isinstance(checkpoint, dict) else None
+        if getattr(opt, "path_opt", None):
+            with open(require_file(opt.path_opt, "path_opt")) as file:
+                saved = json.load(file)
+        if saved:
+            merge_saved_options(opt, saved, explicit)
+    for option in REQUIRED_PATHS[program]:
+        require_path(opt, option)
+    if program == "train" and opt.dataset_split not in ("train", "all"):
+        raise ValueError(f"--dataset_split {opt.dataset_split!r} cannot be used for training: use 'train' "
+                         f"(train on the train split, validate on val) or 'all' (everything, no validation)")
+    if program == "inference":
+        check_split(opt)
+    return RunSettings(fall_back_to_cpu(opt), checkpoint)
 
 
 @contextlib.contextmanager

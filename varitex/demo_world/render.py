@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from scipy.ndimage import binary_fill_holes
 
-from varitex.data.synthetic_appearance import MOUTH, exterior_appearance
+from varitex.demo_world.appearance import MOUTH, exterior_appearance
 from varitex.geometry import interpolate_uv, pose_vertices, rasterize
 
 SPECULAR_STRENGTH = 0.06       # skin sheen of the face mesh

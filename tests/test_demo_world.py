@@ -8,10 +8,13 @@ import torch
 from PIL import Image
 from scipy.ndimage import binary_fill_holes
 
-from varitex.data import synthetic
+from varitex.demo_world import world as synthetic
 from varitex.data.keys_enum import DIK
-from varitex.data.synthetic_appearance import LABELS
-from varitex.geometry import BFM2017, BFMUVFactory
+from varitex.demo_world.appearance import LABELS
+from varitex.data.npy_dataset import NPYDataset
+from varitex.generation import uv_factory_from_options
+from varitex.options import TrainOptions
+from varitex.geometry import BFM2017
 
 N_TINY, SIZE_TINY = 12, 64
 FACE_LABELS = {LABELS[name] for name in ("skin", "nose", "left_eye", "right_eye", "left_brow", "right_brow",
@@ -28,7 +31,7 @@ def _arrays(root):
 def _factory(root, size):
     opt = argparse.Namespace(path_bfm=str(root / synthetic.BFM_FILE), path_uv=str(root / synthetic.UV_FILE),
                              image_h=size, image_w=size, device="cpu")
-    return BFMUVFactory(opt)
+    return uv_factory_from_options(opt)
 
 
 def test_world_has_the_authors_layout_shapes_and_dtypes(tiny_world):
@@ -107,13 +110,10 @@ def test_segmentation_uses_celebamask_ids_and_agrees_with_the_uv_coverage(tiny_w
 
 
 def test_world_loads_through_npy_dataset(tiny_world):
-    npy_dataset = pytest.importorskip("varitex.data.npy_dataset")
-    from varitex.options import TrainOptions
-
     opt = TrainOptions().parse(["--dataroot_npy", str(tiny_world / synthetic.ARRAY_DIR),
                                 "--image_folder", str(tiny_world / synthetic.IMAGE_DIR),
                                 "--image_h", "64", "--image_w", "64"])
-    train, val = npy_dataset.NPYDataset(opt, split="train"), npy_dataset.NPYDataset(opt, split="val")
+    train, val = NPYDataset(opt, split="train"), NPYDataset(opt, split="val")
     assert (len(train), len(val)) == (8, 4)
     item = val[0]
     assert item[DIK.FILENAME] == "00008"

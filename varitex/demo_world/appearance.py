@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from varitex.data import synthetic_face_model as fm
+from varitex.demo_world import face_model as fm
 
 LABELS = {"background": 0, "skin": 1, "nose": 2, "left_eye": 4, "right_eye": 5, "left_brow": 6,
           "right_brow": 7, "left_ear": 8, "right_ear": 9, "mouth": 10, "upper_lip": 11, "lower_lip": 12,
