@@ -84,7 +84,7 @@ def build(explorer, export_folder, max_upload_bytes=MAX_UPLOAD_BYTES):
                                      height=IMAGE_HEIGHT,
                                   interactive=False, format="png")
                     texture = gr.Image(first[3], label="neural texture (channels 0-2)", elem_id="texture",
-                                       height=IMAGE_HEIGHT, interactive=False, format="png")
+                                       elem_classes="picture", height=IMAGE_HEIGHT, interactive=False, format="png")
                 masked = gr.Checkbox(scene.masked, label="masked (black where the predicted segmentation "
                                                          "is <= 0.7)", elem_id="masked")
             with gr.Column(scale=1):
