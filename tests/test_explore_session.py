@@ -293,3 +293,11 @@ def test_command_line_defaults_are_local_and_safe():
     assert (opt.host, opt.port, opt.dataset_split, opt.demo) == ("0.0.0.0", 8000, "train", True)
     with pytest.raises(ValueError, match="--max_upload_mb must be > 0"):
         parse_options(["--max_upload_mb", "0"])
+
+
+def test_command_line_without_a_checkpoint_says_which_option_is_missing(monkeypatch):
+    from varitex.explore.__main__ import load_explorer
+
+    monkeypatch.delenv("CP", raising=False)
+    with pytest.raises(ValueError, match="--checkpoint is not set: pass --checkpoint PATH or set .*CP"):
+        load_explorer(parse_options(["--device", "cpu"]))
