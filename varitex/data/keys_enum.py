@@ -15,7 +15,7 @@ class DataItemKey(Enum):
     ADDITIVE_FEATUREIMAGE = "additive_featureimage"  # (B,texture_nc,H,W) additive decoder output
     IMAGE_OUT = "image_out"                          # (B,3,H,W) rendered image, ImageNet-normalized space
     UV_RENDERED = "uv_rendered"                      # (B,H,W,2) in [-1,1], background exactly -1
-    MASK_UV = "mask_uv"                              # (B,1,H,W) float32 {0,1}: pixels the face covers (uv_mask)
+    MASK_UV = "mask_uv"                              # (B,1,H,W) face pixels (uv_mask): dataset float32, generator bool
     STYLE_LATENT_MU = "style_latent_mu"              # (B,latent_dim)
     STYLE_LATENT_STD = "style_latent_std"            # (B,latent_dim)
     FILENAME = "filename"                            # list of image stems

@@ -133,7 +133,8 @@ class Generator(nn.Module):
 
     def sample_texture(self, batch: dict) -> dict:
         """TEXTURE_PERSON (B, C, T, T) sampled at UV_RENDERED (B, H, W, 2) in [-1, 1] (u indexes texture width)
-        -> FACE_FEATUREIMAGE (B, C, H, W) and MASK_UV (B, 1, H, W) float32 {0, 1}.
+        -> FACE_FEATUREIMAGE (B, C, H, W) and MASK_UV (B, 1, H, W) bool (the authors' dtype; the dataset's is
+        float32).
 
         Bilinear, border padding, align_corners=False. A pixel is outside the face only if u AND v are exactly
         -1 (the authors' generator rule, ``uv_mask(uv, both_valid=False)``; it replaces the dataset's stricter
@@ -144,7 +145,7 @@ class Generator(nn.Module):
         sampled = F.grid_sample(texture, uv, mode="bilinear", padding_mode="border",
                                 align_corners=False)
         mask = uv_mask(uv, both_valid=False).unsqueeze(1)
-        batch[DIK.MASK_UV] = mask.float()
+        batch[DIK.MASK_UV] = mask
         batch[DIK.FACE_FEATUREIMAGE] = torch.where(mask, sampled, torch.full_like(sampled, self.uv_mask_value))
         return batch
 
