@@ -32,7 +32,7 @@ from common import device_facts, synchronize  # noqa: E402
 
 from varitex.demo_world import ensure_demo_world  # noqa: E402
 from varitex.demo import Demo  # noqa: E402
-from varitex.explore.session import N_COMPONENTS, Explorer  # noqa: E402
+from varitex.explore.session import N_COMPONENTS, Explorer, TextureCache  # noqa: E402
 from varitex.modules.configs import options_to_dict  # noqa: E402
 from varitex.modules.pipeline import PipelineModule  # noqa: E402
 from varitex.options.settings import DEMO_OPTIONS  # noqa: E402
@@ -95,7 +95,7 @@ def measure(model, device, changes, folder):
     identity_s = [timed(lambda s=s: explorer.render(s), device)[0] for s in identities]
     results = [timed(lambda s=s: explorer.render(s), device) for s in slider_scenes(explorer, scene, changes)]
     cached = explorer.textures
-    explorer.textures = lambda z: explorer._decode(z)  # the same renders, decoding the texture every time
+    explorer.textures = TextureCache(cached.decode, capacity=0)  # the same renders, decoding every time
     uncached_s = [timed(lambda s=s: explorer.render(s), device)[0] for s in slider_scenes(explorer, scene, changes)]
     explorer.textures = cached
     with FlopCounterMode(display=False) as flops:

@@ -115,6 +115,9 @@ def test_texture_cache_drops_the_least_recently_used():
     cache(a), cache(b), cache(a), cache(c), cache(a), cache(b)
     assert decoded == [0.0, 1.0, 2.0, 1.0]  # b was dropped when c came, a stayed (used more recently)
     assert (cache.hits, cache.misses) == (2, 4)
+    uncached = TextureCache(lambda z: decoded.append(float(z[0])) or z * 2, capacity=0)
+    uncached(a), uncached(a)
+    assert decoded[-2:] == [0.0, 0.0] and (uncached.hits, uncached.misses, len(uncached.entries)) == (0, 2, 0)
 
 
 def test_prior_sample_is_deterministic_for_a_seed(explorer, scene):
@@ -206,7 +209,7 @@ def test_items_outside_the_split_are_refused_with_the_range(explorer, scene):
 
 def test_masking_blacks_out_the_background_only(explorer, scene, view):
     masked = explorer.render(explorer.set_masked(scene, True))
-    out, _ = explorer.generate(scene)
+    out, _ = explorer.outputs(scene)
     head = (out[DIK.SEGMENTATION_PREDICTED][0, 0] > vis.MASK_THRESHOLD).numpy()
     assert np.array_equal(masked.image[~head], np.zeros_like(masked.image[~head]))
     assert np.array_equal(masked.image[head], view.image[head])

@@ -109,7 +109,8 @@ class TextureCache:
     """
 
     def __init__(self, decode, capacity=TEXTURE_CACHE_SIZE):
-        """decode: z (latent_dim,) -> TEXTURE_PERSON (1, C, T, T); capacity: entries kept (>= 1)."""
+        """decode: z (latent_dim,) -> TEXTURE_PERSON (1, C, T, T); capacity: entries kept (0: none, every
+        lookup decodes)."""
         self.decode = decode
         self.capacity = capacity
         self.entries = OrderedDict()
@@ -123,7 +124,7 @@ class TextureCache:
             return self.entries[key]
         self.misses += 1
         texture = self.entries[key] = self.decode(z)
-        if len(self.entries) > self.capacity:
+        while len(self.entries) > self.capacity:
             self.entries.popitem(last=False)
         return texture
 
@@ -362,7 +363,7 @@ class Explorer:
     def _decode(self, z):
         return decode_texture(self.demo.pipeline, z)
 
-    def generate(self, scene, thetas=None):
+    def outputs(self, scene, thetas=None):
         """G(z, sp, ep, theta) of the scene with the cached texture: the output dict of `generate` and the
         texture. ``thetas`` (P, 3) renders P poses at once (default: the scene's pose)."""
         z = scene.identity.z
@@ -374,7 +375,7 @@ class Explorer:
 
     def render(self, scene):
         """The scene as a View (image, UV render, neural texture)."""
-        out, texture = self.generate(scene)
+        out, texture = self.outputs(scene)
         image = vis.unnormalize(out[DIK.IMAGE_OUT])
         if scene.masked:
             image = vis.mask_output(image, out[DIK.SEGMENTATION_PREDICTED])
@@ -404,7 +405,7 @@ class Explorer:
         thetas = torch.stack([torch.full_like(yaws, pitch), yaws, torch.full_like(yaws, roll)], 1)
         outputs = []
         for chunk in thetas.split(SWEEP_CHUNK):
-            out, _ = self.generate(scene, chunk)
+            out, _ = self.outputs(scene, chunk)
             outputs.append({key: value.cpu() for key, value in out.items()})
         return self.demo.to_video(outputs, self._export_path(folder, "varitex_yaw", "." + video_format), fps=fps,
                                   reverse=True, mask=scene.masked)
