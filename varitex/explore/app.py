@@ -159,7 +159,8 @@ def build(explorer, export_folder, max_upload_bytes=MAX_UPLOAD_BYTES):
             reset.click(lambda s, resetter=resetter: (*resetter(s), *[0] * N_COMPONENTS), [state],
                         outputs + sliders)
 
-        def export(action, *values):
+        def export(action):
+            """Callback (scene, *widget values) -> (the written file, message)."""
             def callback(scene, *args):
                 try:
                     return action(scene, export_folder, *args), ""
