@@ -27,10 +27,12 @@ setup(
         "test": ["pytest", "nbclient", "nbformat", "ipykernel", "wandb"],
         "wandb": ["wandb"],
         "video": ["imageio-ffmpeg"],
+        "app": ["gradio>=5", "imageio-ffmpeg"],
     },
     entry_points={"console_scripts": [
         "varitex-train = varitex.train:main",
         "varitex-inference = varitex.inference:main",
         "varitex-make-demo = varitex.demo_world.world:main",
+        "varitex-explore = varitex.explore.__main__:main",
     ]},
 )

@@ -16,3 +16,11 @@ def tiny_world(tmp_path_factory):
 
     return ensure_demo_world(tmp_path_factory.mktemp("tiny_world"), n_images=12, image_size=64, array_size=64,
                              images_per_identity=4)
+
+
+@pytest.fixture(scope="session")
+def explore_checkpoint(tmp_path_factory):
+    """A random-weight checkpoint of the explorer tests' small model (helpers.EXPLORE_MODEL_OPTIONS)."""
+    from helpers import EXPLORE_MODEL_OPTIONS, write_random_checkpoint
+
+    return write_random_checkpoint(tmp_path_factory.mktemp("explore") / "random.ckpt", **EXPLORE_MODEL_OPTIONS)

@@ -41,9 +41,8 @@ def narrow_generator(opt):
 
 def world_flags(root, path_out):
     """Command-line flags pointing every path option at the demo world ``root`` and outputs at ``path_out``."""
-    return ["--dataroot_npy", str(root / "FFHQ" / "preprocessed_dataset"), "--image_folder",
-            str(root / "FFHQ" / "images"), "--path_bfm", str(root / "basel_facemodel" / "model2017-1_face12_nomouth.h5"),
-            "--path_uv", str(root / "basel_facemodel" / "face12.json"), "--path_out", str(path_out), "--device", "cpu"]
+    paths = [flag for name, value in world_paths(root).items() for flag in (f"--{name}", value)]
+    return paths + ["--path_out", str(path_out), "--device", "cpu"]
 
 
 @contextlib.contextmanager
@@ -55,3 +54,34 @@ def one_thread():
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+# The explorer's tests: the smallest model the architecture allows (the decoders keep their widths).
+EXPLORE_MODEL_OPTIONS = dict(image_h=64, image_w=64, texture_dim=128, nc_feature2image=8, feature2image_num_layers=3,
+                             latent_dim=16, lambda_gan=0.0, lambda_vgg=0.0, no_lpips=True)
+
+
+def write_random_checkpoint(path, **options):
+    """A checkpoint of ours (state_dict + varitex_opt) with random generator weights; returns ``path``.
+
+    The convolutions are He-initialized (variance-preserving through ReLUs): with PyTorch's default
+    initialization the signal fades through the decoders and the U-Net, and the picture hardly depends on the
+    pose; with these weights it does, as a trained model's does, and about 70% of the pixels count as head.
+    """
+    from varitex.modules.configs import options_to_dict
+    from varitex.modules.pipeline import PipelineModule
+
+    torch.manual_seed(0)
+    pipeline = PipelineModule(options)
+    for module in pipeline.generator.modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+    torch.save({"state_dict": pipeline.state_dict(), "varitex_opt": options_to_dict(pipeline.opt)}, path)
+    return path
+
+
+def world_paths(root):
+    """Path options of a demo world rooted at ``root`` (DP = FP = root)."""
+    return dict(dataroot_npy=str(root / "FFHQ" / "preprocessed_dataset"), image_folder=str(root / "FFHQ" / "images"),
+                path_bfm=str(root / "basel_facemodel" / "model2017-1_face12_nomouth.h5"),
+                path_uv=str(root / "basel_facemodel" / "face12.json"))

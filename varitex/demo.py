@@ -72,6 +72,12 @@ class Demo:
         """
         if os.environ.get("CP"):
             return cls(device=device)
+        return cls.from_demo(device)
+
+    @classmethod
+    def from_demo(cls, device: str | None = None) -> Demo:
+        """The embedded demo: its synthetic world (generated on first use) and the checkpoint of
+        ``varitex-train --demo`` below ./outputs, trained now if it is missing."""
         from varitex import train
 
         run = settings.resolve("train", ["--demo"])
@@ -161,20 +167,25 @@ class Demo:
             from varitex.inference import load_latents
             latents = torch.as_tensor(load_latents(path, -1, self.opt.latent_dim), dtype=torch.float32)
         else:
-            latents = self._encode_split(split)
+            latents = self.encode_split(split)
         return latents[:, 0], latents[:, 1]
 
     @torch.no_grad()
-    def _encode_split(self, split):
-        """(N, 2, latent_dim): mu and std of every item of ``split`` (images through the encoder)."""
-        from torch.utils.data import DataLoader
+    def encode_split(self, split="val", indices=None):
+        """(N, 2, latent_dim): mu and std of the items ``indices`` of ``split`` (default: all), images through
+        the encoder."""
+        from torch.utils.data import DataLoader, Subset
 
         from varitex.data.npy_dataset import NPYDataset
 
         dataset = NPYDataset(self.opt, split=split, augmentation=False)
+        if indices is not None:
+            dataset = Subset(dataset, list(indices))
+        generator = self.pipeline.generator
         latents = []
         for batch in DataLoader(dataset, batch_size=self.opt.batch_size):
-            batch = self.pipeline({k: v.to(self.device) if isinstance(v, torch.Tensor) else v
-                                   for k, v in batch.items()}, std_multiplier=0)
+            # Only the encoder and the latent heads: the decoders are not needed for mu and std.
+            batch = generator.forward_encode({DIK.IMAGE_IN_ENCODE: batch[DIK.IMAGE_IN_ENCODE].to(self.device)})
+            batch = generator.forward_encoded2latent_distribution(batch)
             latents.append(torch.stack([batch[DIK.STYLE_LATENT_MU], batch[DIK.STYLE_LATENT_STD]], 1).cpu())
         return torch.cat(latents)

@@ -73,30 +73,45 @@ def to_uint8(images):
     return array.permute(0, 2, 3, 1).cpu().numpy()
 
 
-def gaussian_interpolation_weights(n):
-    """Weights of the authors' latent interpolation with their Gaussian variance correction.
+def gaussian_corrected_weight(weights):
+    """The authors' Gaussian variance correction of interpolation weights: ``w' = w / sqrt(w^2 + (1 - w)^2)``.
 
-    The interpolant is ``(1 - w') * z_from + w' * z_to`` with ``w' = w / sqrt(w^2 + (1 - w)^2)`` for
-    ``w = linspace(0, 1, n)``. Authors' formula, kept as is: only the weight of ``z_to`` is corrected, so
-    the midpoint leans towards ``z_to`` (w'(0.5) = 0.707).
+    The interpolant is ``(1 - w') * z_from + w' * z_to``. Authors' formula, kept as is: only the weight of
+    ``z_to`` is corrected, so the midpoint leans towards ``z_to`` (w'(0.5) = 0.707).
+
+    Args:
+        weights: float tensor (any shape) of weights in [0, 1].
+    Returns:
+        tensor of the same shape in [0, 1]; 0 -> 0, 1 -> 1.
+    """
+    return weights / torch.sqrt(weights ** 2 + (1 - weights) ** 2)
+
+
+def gaussian_interpolation_weights(n):
+    """Corrected weights (`gaussian_corrected_weight`) of ``w = linspace(0, 1, n)``.
 
     Returns:
         (n,) float32 tensor in [0, 1], first 0 and last 1.
     """
-    steps = torch.linspace(0, 1, n)
-    return steps / torch.sqrt(steps ** 2 + (1 - steps) ** 2)
+    return gaussian_corrected_weight(torch.linspace(0, 1, n))
 
 
-def interpolate_latents(z_from, z_to, n):
+def interpolate_latents(z_from, z_to, n=None, weights=None):
     """Latent codes between two identities (authors' corrected linear interpolation).
 
     Args:
         z_from, z_to: (D,) or (B, D) latent codes.
-        n: number of steps, both ends included.
+        n: number of evenly spaced steps, both ends included; or
+        weights: (n,) uncorrected weights in [0, 1] (0 gives z_from, 1 gives z_to).
     Returns:
         (n, D) or (n, B, D) tensor on the device of ``z_from``.
     """
-    weights = gaussian_interpolation_weights(n).to(z_from.device, z_from.dtype)
+    if (n is None) == (weights is None):
+        raise ValueError("interpolate_latents: give either n or weights")
+    weights = gaussian_interpolation_weights(n) if weights is None else gaussian_corrected_weight(
+        torch.as_tensor(weights, dtype=torch.float32).reshape(-1))
+    n = len(weights)
+    weights = weights.to(z_from.device, z_from.dtype)
     weights = weights.view(n, *([1] * z_from.dim()))
     return (1 - weights) * z_from.unsqueeze(0) + weights * z_to.unsqueeze(0)
 

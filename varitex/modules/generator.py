@@ -99,15 +99,34 @@ class Generator(nn.Module):
         batch = self.forward_latent2featureimage(batch)
         return self.texture2image(batch)
 
+    def forward_texture2image(self, batch: dict) -> dict:
+        """`forward_latent2image` from an already decoded identity: TEXTURE_PERSON (B, texture_nc, T, T),
+        LATENT_EXTERIOR (B, latent_dim/2) and UV_RENDERED (B, H, W, 2) -> every feature image, IMAGE_OUT and
+        SEGMENTATION_PREDICTED. The texture does not depend on the pose, so an identity shown in many poses
+        needs `forward_latent2texture` once and this per pose; the numbers are those of `forward_latent2image`."""
+        return self.texture2image(self.forward_texture2featureimage(batch))
+
     def forward_latent2featureimage(self, batch: dict) -> dict:
-        """Split z into LATENT_INTERIOR = z[:, :n] and LATENT_EXTERIOR = z[:, n:] (n = latent_dim / 2), decode the
-        face texture, sample it with the UVs, run the additive decoder and merge: adds TEXTURE_PERSON,
-        FACE_FEATUREIMAGE, MASK_UV, ADDITIVE_FEATUREIMAGE, FULL_FEATUREIMAGE."""
+        """`forward_latent2texture`, then `forward_texture2featureimage`: adds LATENT_INTERIOR, LATENT_EXTERIOR,
+        TEXTURE_PERSON, FACE_FEATUREIMAGE, MASK_UV, ADDITIVE_FEATUREIMAGE, FULL_FEATUREIMAGE."""
+        return self.forward_texture2featureimage(self.forward_latent2texture(batch))
+
+    def forward_latent2texture(self, batch: dict) -> dict:
+        """The pose-independent part of G: `split_latent`, then TEXTURE_PERSON (B, texture_nc, T, T) decoded from
+        LATENT_INTERIOR. Callers that render one identity in many poses can run this once and keep the three keys."""
+        return self.decoder(self.split_latent(batch))
+
+    def split_latent(self, batch: dict) -> dict:
+        """STYLE_LATENT z (B, latent_dim) -> LATENT_INTERIOR = z[:, :n], LATENT_EXTERIOR = z[:, n:], n = latent_dim / 2."""
         z = batch[DIK.STYLE_LATENT]
         n = self.latent_dim // 2
         batch[DIK.LATENT_INTERIOR] = z[:, :n]
         batch[DIK.LATENT_EXTERIOR] = z[:, n:]
-        batch = self.decoder(batch)
+        return batch
+
+    def forward_texture2featureimage(self, batch: dict) -> dict:
+        """TEXTURE_PERSON, LATENT_EXTERIOR and UV_RENDERED -> the face features sampled at the UVs, the additive
+        features and their merge: adds FACE_FEATUREIMAGE, MASK_UV, ADDITIVE_FEATUREIMAGE, FULL_FEATUREIMAGE."""
         batch = self.sample_texture(batch)
         batch = self.decoder_exterior(batch)
         return self.forward_merge_textures(batch)

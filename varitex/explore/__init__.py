@@ -1,0 +1,7 @@
+"""`varitex-explore`: VariTex in the browser (``pip install -e ".[app]"``).
+
+- `session`: the scene (identity, shape, expression, pose, view options) and every action on it, with a
+  cache of decoded neural textures; plain Python, tested without a browser.
+- `app`: the Gradio page that wires widgets to those actions, and the server.
+- `__main__`: the command line.
+"""
