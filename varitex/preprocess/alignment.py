@@ -134,7 +134,8 @@ def _padded(image, pad, qsize):
     padded = np.pad(image.astype(np.float32), ((pad[1], pad[3]), (pad[0], pad[2]), (0, 0)), mode="reflect")
     height, width = padded.shape[:2]
     y, x = np.ogrid[:height, :width]
-    # 0 inside the photo, rising to 1 at the outer edge of the padding.
+    # 1 at the outer edge of the padding, 0 at the photo's edge, negative inside: blur fades in over a third of
+    # the padding width inside the photo, the flat colour only in the padding.
     fade = np.maximum(1.0 - np.minimum(x / pad[0], (width - 1 - x) / pad[2]),
                       1.0 - np.minimum(y / pad[1], (height - 1 - y) / pad[3]))[..., None].astype(np.float32)
     blur = qsize * BLUR_FRACTION
