@@ -75,7 +75,7 @@ def person_probability(image):
     height, width = image.shape[:2]
     small = np.asarray(Image.fromarray(image).resize((SELFIE_SIZE, SELFIE_SIZE), Image.Resampling.BILINEAR))
     (probability,) = _selfie_model()((small.astype(np.float32) / 255.0)[None])
-    probability = Image.fromarray(probability[0, :, :, 0].astype(np.float32), mode="F")
+    probability = Image.fromarray(probability[0, :, :, 0].astype(np.float32))
     return np.clip(np.asarray(probability.resize((width, height), Image.Resampling.BILINEAR)), 0.0, 1.0)
 
 
