@@ -88,16 +88,22 @@ def polygon_mask(points, shape):
 
 
 def _face_frame(landmarks, shape):
-    """Per-pixel coordinates (u, v) in the face's frame: u along the eyes (to the person's left), v down."""
+    """The face's frame: origin between the outer eye corners, u towards the person's left, v down the face.
+
+    Returns:
+        u, v: (H, W) float32 coordinates of the pixel centres; points: (468, 2) float64 landmarks (u, v).
+    """
     xy = landmarks[:, :2].astype(np.float64)
     axis_u = xy[lm.OUTER_EYE_CORNER_LEFT] - xy[lm.OUTER_EYE_CORNER_RIGHT]
     axis_u /= max(np.linalg.norm(axis_u), 1e-9)
     axis_v = np.array([-axis_u[1], axis_u[0]])
     origin = (xy[lm.OUTER_EYE_CORNER_LEFT] + xy[lm.OUTER_EYE_CORNER_RIGHT]) / 2
-    rows, cols = np.mgrid[:shape[0], :shape[1]]
-    px, py = cols + 0.5 - origin[0], rows + 0.5 - origin[1]
-    to_frame = lambda points: (points - origin) @ np.stack([axis_u, axis_v], axis=1)   # noqa: E731
-    return px * axis_u[0] + py * axis_u[1], px * axis_v[0] + py * axis_v[1], to_frame(xy)
+    points = (xy - origin) @ np.stack([axis_u, axis_v], axis=1)
+    py = (np.arange(shape[0]) + 0.5 - origin[1]).astype(np.float32)[:, None]
+    px = (np.arange(shape[1]) + 0.5 - origin[0]).astype(np.float32)[None, :]
+    u = px * np.float32(axis_u[0]) + py * np.float32(axis_u[1])
+    v = px * np.float32(axis_v[0]) + py * np.float32(axis_v[1])
+    return u, v, points
 
 
 def _below_curve(u, v, curve):
@@ -119,10 +125,11 @@ class _ColourModel:
 
     def matches(self, image, mask):
         """(H, W) bool: pixels of ``mask`` within SKIN_CHROMA_SIGMAS and SKIN_BRIGHTNESS of the sample."""
-        pixels = image[mask].astype(np.float64)
-        brightness = pixels.sum(axis=1) + 1e-6
-        distance = np.linalg.norm((pixels[:, :2] / brightness[:, None] - self.chroma) / self.spread, axis=1)
-        relative = brightness / self.brightness
+        pixels = image[mask].astype(np.float32)
+        brightness = pixels.sum(axis=1) + np.float32(1e-6)
+        chroma = (pixels[:, :2] / brightness[:, None] - self.chroma.astype(np.float32)) / self.spread.astype(np.float32)
+        distance = np.hypot(chroma[:, 0], chroma[:, 1])
+        relative = brightness / np.float32(self.brightness)
         out = np.zeros(mask.shape, dtype=bool)
         out[mask] = ((distance < SKIN_CHROMA_SIGMAS) & (relative > SKIN_BRIGHTNESS[0])
                      & (relative < SKIN_BRIGHTNESS[1]))
