@@ -95,6 +95,15 @@ def test_several_faces_sorted_largest_first_and_capped(face_landmarker, astronau
     assert len(only) == 1
 
 
+def test_a_face_too_small_for_the_whole_photo_is_found_in_tiles(face_landmarker, astronaut):
+    canvas = Image.new("RGB", (1600, 1200), (128, 128, 128))
+    canvas.paste(Image.fromarray(astronaut[40:220, 140:310]).resize((120, 127)), (1000, 700))
+    image = np.asarray(canvas)
+    assert len(face_landmarker._detect_in_squares(image, [((800, 600), 1600)])[2]) == 0   # whole photo: missed
+    (face,) = face_landmarker.detect(image)
+    assert 1000 < face.box[0] < face.box[2] < 1120 and 700 < face.box[1] < face.box[3] < 827
+
+
 def test_detect_rejects_images_that_are_not_rgb_uint8(face_landmarker):
     with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8 RGB, got shape \(20, 20\)"):
         face_landmarker.detect(np.zeros((20, 20), np.uint8))

@@ -4,7 +4,9 @@ Pipeline per image (``FaceLandmarker.detect``), following MediaPipe's published 
 
 1. Detection on the whole image, letterboxed to a square: the short-range model (128 x 128, faces that
    fill a good part of the picture: portraits, FFHQ) and the full-range model (192 x 192, smaller faces
-   in group photos); their detections are merged by weighted non-maximum suppression (IoU 0.3).
+   in group photos); their detections are merged by weighted non-maximum suppression (IoU 0.3). When
+   nothing is found in a photo whose long side is at least 512 px, both detectors search it again in
+   overlapping tiles of half its long side (a face too small for the whole-photo pass).
 2. Per detection, a square region of interest 1.5 x the box's long side, rotated so that the eyes lie
    on a horizontal line, resampled to 192 x 192; the face-mesh model gives 468 points in the crop.
 3. The region is re-derived from those points (their extent along the eye axis, 1.5 x, rotation from
@@ -52,6 +54,7 @@ DETECTION_IOU = 0.3                 # weighted NMS overlap (MediaPipe's face det
 ROI_SCALE = 1.5                     # crop side / face extent
 MESH_SIZE = 192                     # face-mesh model input side
 FACE_PRESENCE_THRESHOLD = 0.5       # the mesh model's face score below which a detection is dropped
+TILING_MIN_SIDE = 512               # photos this large are searched again in tiles when no face is found
 # Crops that shrink the image more than this are resampled from a box-filtered copy (no aliasing).
 MAX_BILINEAR_SHRINK = 2.0
 
@@ -246,24 +249,29 @@ class FaceLandmarker:
         image = _check_image(image)
         height, width = image.shape[:2]
         side = max(height, width)
-        all_boxes, all_keypoints, all_scores = [], [], []
-        for spec, model, anchors in self._detectors:
-            # Letterbox: the whole image centred in a black square, values in [-1, 1].
-            square = sample_square(image, (width / 2, height / 2), (1.0, 0.0), side, spec.input_size, "constant")
-            raw, logits = model((square / 127.5 - 1.0)[None])
-            raw, scores = raw[0] / spec.input_size, _sigmoid(logits[0, :, 0])
-            keep = scores >= max(self.min_score, spec.min_score)
-            centres = raw[keep, :2] + anchors[keep]
-            half = raw[keep, 2:4] / 2
-            # Back from the letterboxed unit square to image pixels.
-            offset = np.array([(side - width) / 2, (side - height) / 2], dtype=np.float32)
-            all_boxes.append(np.concatenate([centres - half, centres + half], axis=1) * side
-                             - np.tile(offset, 2))
-            all_keypoints.append((raw[keep, 4:16].reshape(-1, 6, 2) + anchors[keep, None]) * side - offset)
-            all_scores.append(scores[keep])
-        boxes, keypoints, scores = weighted_nms(np.concatenate(all_boxes), np.concatenate(all_keypoints),
-                                                np.concatenate(all_scores))
+        boxes, keypoints, scores = self._detect_in_squares(image, [((width / 2, height / 2), side)])
+        if len(scores) == 0 and side >= TILING_MIN_SIDE:
+            boxes, keypoints, scores = self._detect_in_squares(image, _tiles(width, height))
         return boxes[:self.max_faces], keypoints[:self.max_faces], scores[:self.max_faces]
+
+    def _detect_in_squares(self, image, squares):
+        """Both detectors on each axis-aligned square (centre, side) of the image, merged by weighted NMS."""
+        all_boxes, all_keypoints, all_scores = [], [], []
+        for centre, side in squares:
+            corner = np.asarray(centre, dtype=np.float32) - np.float32(side / 2)
+            for spec, model, anchors in self._detectors:
+                # The square (black outside the image), values in [-1, 1]; outputs in units of the square.
+                square = sample_square(image, centre, (1.0, 0.0), side, spec.input_size, "constant")
+                raw, logits = model((square / 127.5 - 1.0)[None])
+                raw, scores = raw[0] / spec.input_size, _sigmoid(logits[0, :, 0])
+                keep = scores >= max(self.min_score, spec.min_score)
+                centres = raw[keep, :2] + anchors[keep]
+                half = raw[keep, 2:4] / 2
+                all_boxes.append(np.concatenate([centres - half, centres + half], axis=1) * side
+                                 + np.tile(corner, 2))
+                all_keypoints.append((raw[keep, 4:16].reshape(-1, 6, 2) + anchors[keep, None]) * side + corner)
+                all_scores.append(scores[keep])
+        return weighted_nms(np.concatenate(all_boxes), np.concatenate(all_keypoints), np.concatenate(all_scores))
 
     def _mesh_from_detection(self, image, box, eyes):
         """Stages 2-4 for one detection; (468, 3) float32 landmarks or None when the mesh sees no face."""
@@ -283,6 +291,17 @@ class FaceLandmarker:
         xy = centre + (points[:, :1] - 0.5) * side * axis_x + (points[:, 1:2] - 0.5) * side * axis_y
         landmarks = np.concatenate([xy, points[:, 2:] * side], axis=1).astype(np.float32)
         return landmarks, float(_sigmoid(presence_logit.ravel()[0]))
+
+
+def _tiles(width, height):
+    """Squares (centre, side) of half the image's long side, overlapping by half, covering the image."""
+    side = max(width, height) / 2
+
+    def centres(extent):
+        count = max(1, int(np.ceil((extent - side) / (side / 2))) + 1)
+        return np.linspace(side / 2, extent - side / 2, count) if extent > side else np.array([extent / 2])
+
+    return [((x, y), side) for y in centres(height) for x in centres(width)]
 
 
 def _unit(vector):
