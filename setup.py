@@ -24,7 +24,11 @@ setup(
         "imageio",
     ],
     extras_require={
-        "test": ["pytest", "nbclient", "nbformat", "ipykernel"],
+        "test": ["pytest", "nbclient", "nbformat", "ipykernel", "scikit-image"],
+        # varitex-preprocess: the TensorFlow Lite runtime for the MediaPipe models. The model files come from
+        # the mediapipe wheel, installed separately without its dependencies (docs/own_photos.md):
+        #     pip install --no-deps "mediapipe==0.10.21"
+        "preprocess": ["ai-edge-litert"],
         "wandb": ["wandb"],
         "video": ["imageio-ffmpeg"],
     },

@@ -1,9 +1,22 @@
 """pytest configuration: markers and the tiny demo world shared by the tests (helpers live in helpers.py)."""
 import pytest
 
+from helpers import unavailable
+
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "cuda: needs a CUDA GPU, skipped without one (run by benchmarks/gpu_check.sh)")
+
+
+@pytest.fixture(scope="session")
+def face_landmarker():
+    """One FaceLandmarker for the session (MediaPipe models run by ai-edge-litert, the preprocess install)."""
+    try:
+        from varitex.preprocess.landmarks import FaceLandmarker
+
+        return FaceLandmarker()
+    except (ImportError, FileNotFoundError) as error:
+        unavailable(f"the preprocessing models are not installed: {error}")
 
 
 @pytest.fixture(scope="session")

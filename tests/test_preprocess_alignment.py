@@ -1,0 +1,110 @@
+"""FFHQ alignment (varitex.preprocess.alignment): the recipe's geometry in numbers, and the pixels follow it."""
+import numpy as np
+import pytest
+
+from varitex.preprocess.alignment import align_ffhq, ffhq_quad
+from varitex.preprocess.landmarks import eye_mouth_points
+
+# An upright face with eyes d = 100 px apart and the mouth m = d below: at 1024 the recipe puts the eyes at
+# (384 and 640, 512 - 25.6) and the mouth midpoint 256 px below them.
+FRONTAL_POINTS = np.array([[350.0, 300.0], [250.0, 300.0], [330.0, 400.0], [270.0, 400.0]])
+FRONTAL_ALIGNED_1024 = np.array([[640.0, 486.4], [384.0, 486.4], [588.8, 742.4], [435.2, 742.4]])
+
+
+def _apply(transform, points):
+    return (np.c_[points, np.ones(len(points))] @ transform.T)[:, :2]
+
+
+def _rotate(points, degrees, centre, scale=1.0):
+    angle = np.deg2rad(degrees)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    return (points - centre) @ rotation.T * scale + centre
+
+
+def _dots_image(points, shape=(600, 600), background=100):
+    """A grey image with a 3 x 3 bright dot of a different colour centred on each point."""
+    image = np.full(shape + (3,), background, np.uint8)
+    for channel, (x, y) in zip((0, 1, 2, 0), points):
+        col, row = int(x), int(y)
+        image[row - 1:row + 2, col - 1:col + 2] = 0
+        image[row - 1:row + 2, col - 1:col + 2, channel] = 255
+    return image
+
+
+def _dot_centre(aligned, channel, near, radius=12):
+    """Intensity-weighted centre (continuous pixels) of one dot's colour near the expected spot."""
+    x0, y0 = (np.round(near) - radius).astype(int)
+    window = aligned[y0:y0 + 2 * radius, x0:x0 + 2 * radius].astype(np.float64)
+    weight = np.clip(window[..., channel] - window.sum(axis=-1) / 3 - 20, 0, None)
+    rows, cols = np.mgrid[:2 * radius, :2 * radius]
+    return np.array([(weight * cols).sum() / weight.sum() + x0 + 0.5, (weight * rows).sum() / weight.sum() + y0 + 0.5])
+
+
+def test_frontal_points_land_on_the_ffhq_template():
+    image = np.zeros((600, 600, 3), np.uint8)
+    aligned, transform = align_ffhq(image, *FRONTAL_POINTS)
+    assert aligned.shape == (1024, 1024, 3) and aligned.dtype == np.uint8
+    assert transform.shape == (3, 3) and transform.dtype == np.float64
+    np.testing.assert_allclose(_apply(transform, FRONTAL_POINTS), FRONTAL_ALIGNED_1024, atol=1e-9)
+    # The quad: side 4 d = 400 px centred 0.1 m below the eye midpoint.
+    np.testing.assert_allclose(ffhq_quad(*FRONTAL_POINTS), [[100, 110], [100, 510], [500, 510], [500, 110]])
+
+
+@pytest.mark.parametrize("degrees, scale", [(30.0, 1.0), (-50.0, 0.7), (180.0, 1.3)])
+def test_rotated_and_scaled_faces_land_on_the_same_template(degrees, scale):
+    points = _rotate(FRONTAL_POINTS, degrees, centre=np.array([300.0, 330.0]), scale=scale)
+    _, transform = align_ffhq(np.zeros((600, 600, 3), np.uint8), *points)
+    np.testing.assert_allclose(_apply(transform, points), FRONTAL_ALIGNED_1024, atol=1e-9)
+
+
+def test_output_size_scales_the_template():
+    _, transform = align_ffhq(np.zeros((600, 600, 3), np.uint8), *FRONTAL_POINTS, size=256)
+    np.testing.assert_allclose(_apply(transform, FRONTAL_POINTS), FRONTAL_ALIGNED_1024 / 4, atol=1e-9)
+
+
+@pytest.mark.parametrize("shift", [(0.0, 0.0), (-240.0, -190.0)])
+def test_image_content_follows_the_transform(shift):
+    """Dots drawn at the points appear where the transform sends them, inside the photo and in its padding."""
+    points = _rotate(FRONTAL_POINTS, 20.0, centre=np.array([300.0, 330.0])) + np.array(shift)
+    aligned, transform = align_ffhq(_dots_image(points), *points, size=512)
+    expected = _apply(transform, points)
+    for channel, (point, target) in enumerate(zip(points, expected)):
+        found = _dot_centre(aligned, (0, 1, 2, 0)[channel], target)
+        assert np.linalg.norm(found - target) < 1.0, (channel, found, target)
+
+
+def test_padding_fills_outside_the_photo_with_its_blurred_colours():
+    """A face at the photo's corner: the part of the square outside the photo is padded, never black."""
+    points = FRONTAL_POINTS - np.array([240.0, 190.0])        # eyes at y = 110: the square leaves the photo
+    aligned, transform = align_ffhq(np.full((600, 600, 3), 100, np.uint8), *points, size=256)
+    outside = _apply(np.linalg.inv(transform), np.array([[5.0, 5.0]]))[0]
+    assert outside.min() < 0                                   # that aligned pixel comes from the padding
+    assert abs(int(aligned[5, 5, 0]) - 100) <= 2
+    assert aligned.min() >= 95
+
+
+def test_astronaut_aligned_face_is_found_at_the_template(face_landmarker):
+    skimage_data = pytest.importorskip("skimage.data", reason="scikit-image (the test extra) ships the photo")
+    photo = skimage_data.astronaut()
+    points = eye_mouth_points(face_landmarker.detect(photo)[0].landmarks)
+    aligned, transform = align_ffhq(photo, *points)
+    (face,) = face_landmarker.detect(aligned)
+    found = eye_mouth_points(face.landmarks)
+    np.testing.assert_allclose(found, _apply(transform, points), atol=6.0)
+    np.testing.assert_allclose(found[:2, 0], [640, 384], atol=6.0)           # eyes 256 px apart, centred
+    assert abs(found[0, 1] - found[1, 1]) < 4.0                                # and level
+
+
+@pytest.mark.parametrize("image, points, message", [
+    (np.zeros((60, 60), np.uint8), FRONTAL_POINTS, r"\(H, W, 3\) uint8 RGB"),
+    (np.zeros((60, 60, 3), np.uint8), np.zeros((4, 2)), "degenerate alignment points"),
+    (np.zeros((60, 60, 3), np.uint8), FRONTAL_POINTS + 5000, "outside the image"),
+])
+def test_bad_alignment_inputs_are_rejected(image, points, message):
+    with pytest.raises(ValueError, match=message):
+        align_ffhq(image, *points)
+
+
+def test_bad_size_is_rejected():
+    with pytest.raises(ValueError, match="size must be an integer >= 8"):
+        align_ffhq(np.zeros((60, 60, 3), np.uint8), *FRONTAL_POINTS, size=4)
