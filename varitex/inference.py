@@ -36,6 +36,8 @@ from varitex import SEED
 from varitex import visualization as vis
 from varitex.data.keys_enum import DataItemKey as DIK
 from varitex.generation import generate, uv_factory_from_options
+from varitex.latents import LATENTS_FILE, latents_array
+from varitex.latents import load_latents as read_latents
 from varitex.options import settings
 from varitex.options.settings import RunSettings
 
@@ -97,21 +99,22 @@ class Inference:
         """
         if folder is not None:
             os.makedirs(folder, exist_ok=True)
-        result = dict(filenames=[], latents=[], sp=[], ep=[])
+        result = dict(filenames=[], mu=[], std=[], sp=[], ep=[])
         for batch in tqdm(self.loader(dataset), desc="reconstruction" if folder else "encoding", unit="batch"):
             batch = self.pipeline(self._to_device(batch), std_multiplier=0)
             if folder is not None:
-                images = vis.mask_output(vis.unnormalize(batch[DIK.IMAGE_OUT]), batch[DIK.SEGMENTATION_PREDICTED])
+                images = vis.displayed_output(batch)
                 for image, name in zip(images, batch[DIK.FILENAME]):
                     vis.save_png(image, os.path.join(folder, f"{name}.png"))
             result["filenames"] += list(batch[DIK.FILENAME])
-            result["latents"].append(torch.stack([batch[DIK.STYLE_LATENT_MU], batch[DIK.STYLE_LATENT_STD]], 1).cpu())
+            result["mu"].append(batch[DIK.STYLE_LATENT_MU].cpu())
+            result["std"].append(batch[DIK.STYLE_LATENT_STD].cpu())
             result["sp"].append(batch[DIK.COEFF_SHAPE].cpu())
             result["ep"].append(batch[DIK.COEFF_EXPRESSION].cpu())
-        result["latents"] = torch.cat(result["latents"]).numpy().astype(np.float32)
+        result["latents"] = latents_array(torch.cat(result.pop("mu")), torch.cat(result.pop("std")))
         result["sp"], result["ep"] = torch.cat(result["sp"]), torch.cat(result["ep"])
         if folder is not None:
-            np.save(os.path.join(folder, "latents.npy"), result["latents"])
+            np.save(os.path.join(folder, LATENTS_FILE), result["latents"])
         return result
 
     @torch.no_grad()
@@ -130,7 +133,7 @@ class Inference:
         for chunk in tqdm(jobs.split(self.opt.batch_size), desc=desc, unit="batch"):
             sample, pose = chunk // n_poses, chunk % n_poses
             out = generate(self.pipeline, self.uv_factory, mu[sample], sp[sample], ep[sample], self.thetas[pose])
-            images = vis.mask_output(vis.unnormalize(out[DIK.IMAGE_OUT]), out[DIK.SEGMENTATION_PREDICTED])
+            images = vis.displayed_output(out)
             for image, i, p in zip(images, sample.tolist(), pose.tolist()):
                 vis.save_png(image, os.path.join(folder, self.pose_names[p], f"{filenames[i]}.png"))
 
@@ -147,8 +150,8 @@ class Inference:
                        os.path.join(root, "posed"), desc="posed")
         if "random" in modes:
             # Mode 3: the latent means of mode 1 (latents.npy) with random BFM shapes and expressions.
-            latents = encoded["latents"] if encoded else load_latents(os.path.join(recon_folder, "latents.npy"),
-                                                                      self.opt.n)
+            latents = encoded["latents"] if encoded else load_latents(os.path.join(recon_folder, LATENTS_FILE),
+                                                                      self.opt.n, self.opt.latent_dim)
             n = latents.shape[0]
             sp = self.uv_factory.bfm.sample_shape(n)
             ep = self.uv_factory.bfm.sample_expression(n)
@@ -157,12 +160,12 @@ class Inference:
         return root
 
 
-def load_latents(path, n):
+def load_latents(path, n, latent_dim):
     """The first ``n`` rows (all for n < 0) of a latents.npy written by mode reconstruction: (n, 2, D)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} not found: --mode random uses the latents of mode reconstruction; "
                                 f"run --mode reconstruction first (or --mode all)")
-    latents = np.load(path)
+    latents = latents_array(*read_latents(path, latent_dim))
     return latents if n < 0 else latents[:n]
 
 

@@ -41,6 +41,28 @@ ARRAY_SHAPES = {
 SPLITS_FILE = "dataset_splits.npz"
 
 
+def split_indices(path, split, n_rows):
+    """Rows of the arrays that make up ``split``.
+
+    Args:
+        path: dataset_splits.npz (unused for 'all'); split: one of its keys, or 'all'; n_rows: N.
+    Returns:
+        (M,) int64 numpy array of row indices in [0, N).
+    Raises:
+        ValueError: an unknown split (naming the ones the file offers) or indices outside [0, N).
+    """
+    if split == "all":
+        return np.arange(n_rows)
+    with np.load(path) as splits:
+        if split not in splits.files:
+            available = ", ".join(sorted(splits.files) + ["all"])
+            raise ValueError(f"unknown split '{split}' (--dataset_split); {path} offers: {available}")
+        indices = np.asarray(splits[split], dtype=np.int64).reshape(-1)
+    if len(indices) and (indices.min() < 0 or indices.max() >= n_rows):
+        raise ValueError(f"split '{split}' of {path} has indices outside [0, {n_rows})")
+    return indices
+
+
 class NPYDataset(torch.utils.data.Dataset):
     """Items of the authors' NPYDataset: dicts keyed by DataItemKey members.
 
@@ -112,17 +134,7 @@ class NPYDataset(torch.utils.data.Dataset):
         return size, lengths["uv.npy"], filenames
 
     def _split_indices(self, n_rows):
-        if self.split == "all":
-            return np.arange(n_rows)
-        path = self._path(SPLITS_FILE)
-        with np.load(path) as splits:
-            if self.split not in splits.files:
-                available = ", ".join(sorted(splits.files) + ["all"])
-                raise ValueError(f"unknown split '{self.split}' (--dataset_split); {path} offers: {available}")
-            indices = np.asarray(splits[self.split], dtype=np.int64).reshape(-1)
-        if len(indices) and (indices.min() < 0 or indices.max() >= n_rows):
-            raise ValueError(f"split '{self.split}' of {path} has indices outside [0, {n_rows})")
-        return indices
+        return split_indices(self._path(SPLITS_FILE) if self.split != "all" else None, self.split, n_rows)
 
     def _image_cache_folder(self, root):
         """One cache sub-folder per image folder and array size, so that caches never mix."""
