@@ -104,6 +104,14 @@ def test_a_face_too_small_for_the_whole_photo_is_found_in_tiles(face_landmarker,
     assert 1000 < face.box[0] < face.box[2] < 1120 and 700 < face.box[1] < face.box[3] < 827
 
 
+def test_overlapping_meshes_count_as_one_face(astronaut_face):
+    landmarks = astronaut_face.landmarks
+    width = np.ptp(landmarks[:, 0])
+    assert lm._same_face(landmarks, landmarks + np.float32([0.3 * width, 0, 0]))            # 70% overlap
+    assert not lm._same_face(landmarks, landmarks + np.float32([0.6 * width, 0, 0]))        # 40% overlap
+    assert lm._same_face(landmarks[:200], landmarks)                                         # part of it
+
+
 def test_detect_rejects_images_that_are_not_rgb_uint8(face_landmarker):
     with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8 RGB, got shape \(20, 20\)"):
         face_landmarker.detect(np.zeros((20, 20), np.uint8))
