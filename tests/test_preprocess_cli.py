@@ -124,11 +124,9 @@ def test_output_loads_in_npydataset(round_trip):
 
 
 @pytest.fixture(scope="module")
-def astronaut(world, tmp_path_factory):
-    from skimage.data import astronaut as photo
-
+def astronaut(world, tmp_path_factory, astronaut_photo):
     folder = tmp_path_factory.mktemp("photos")
-    Image.fromarray(photo()).save(folder / "astronaut.png")
+    Image.fromarray(astronaut_photo).save(folder / "astronaut.png")
     out = tmp_path_factory.mktemp("astronaut_out")
     cli.main([str(folder), "--output", str(out)] + model_flags(world))
     return out
