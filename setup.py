@@ -36,6 +36,7 @@ setup(
         "varitex-train = varitex.train:main",
         "varitex-inference = varitex.inference:main",
         "varitex-make-demo = varitex.demo_world.world:main",
+        "varitex-preprocess = varitex.preprocess.cli:main",
         "varitex-invert = varitex.invert:main",
         "varitex-edit = varitex.edit:main",
     ]},
