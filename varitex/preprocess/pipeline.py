@@ -110,16 +110,13 @@ class Preprocessor:
     """
 
     def __init__(self, settings, device="cpu", landmarker=None):
-        from types import SimpleNamespace
-
         self.settings = settings
         self.device = torch.device(device)
         if landmarker is None:
             from varitex.preprocess.landmarks import FaceLandmarker
             landmarker = FaceLandmarker()
         self.landmarker = landmarker
-        self.uv_factory = BFMUVFactory(SimpleNamespace(path_bfm=settings.path_bfm, path_uv=settings.path_uv,
-                                                       image_h=settings.array_size, device=str(self.device)))
+        self.uv_factory = BFMUVFactory(settings.path_bfm, settings.path_uv, settings.array_size, device=self.device)
         self.correspondence = load_correspondence(self.uv_factory.bfm, lambda: self.landmarker)
         self.face_model = LandmarkFaceModel(self.uv_factory.bfm, self.correspondence.vertex_ids,
                                             self.correspondence.barycentrics, device=self.device)
