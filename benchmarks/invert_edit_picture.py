@@ -10,23 +10,25 @@ commands run exactly as a user runs them.
 """
 import argparse
 import os
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-
 import torch
+from PIL import Image
 
 from varitex import editing, invert
 from varitex import visualization as vis
 from varitex.checkpoints import load_pipeline
-from varitex.demo_world.world import BFM_FILE, UV_FILE, ensure_demo_world
+from varitex.demo_world.world import ensure_demo_world
 from varitex.generation import uv_factory_from_options
 from varitex.latents import load_latents
 from varitex.options import settings
-from varitex.preprocess import cli
 from varitex.preprocess.writer import DATASET, IMAGES
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from own_photos_picture import preprocessed_astronaut  # noqa: E402
 
 TILE = 256
 
@@ -42,15 +44,10 @@ def main(argv=None):
     parser.add_argument("--steps", default=None, help="refinement steps (default: varitex-invert's)")
     parser.add_argument("--picture", default=os.path.join("docs", "invert_edit.png"))
     args = parser.parse_args(argv)
-    from skimage.data import astronaut
-
     world = ensure_demo_world()
-    paths = ["--path_bfm", str(world / BFM_FILE), "--path_uv", str(world / UV_FILE), "--device", "cpu"]
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
-        Image.fromarray(astronaut()).save(folder / "astronaut.png")
-        out = folder / "out"
-        cli.main([str(folder / "astronaut.png"), "--output", str(out), "--val_fraction", "0"] + paths)
+        out, paths = preprocessed_astronaut(folder, "--val_fraction", "0")
         argv = ["--checkpoint", args.checkpoint, "--dataroot_npy", str(out / DATASET), "--image_folder",
                 str(out / IMAGES), "--num_workers", "0", "--output", str(folder / "inverted")] + paths
         invert.main(argv + (["--steps", args.steps] if args.steps else []))

@@ -23,20 +23,29 @@ from varitex.preprocess.writer import DATASET, IMAGES
 TILE = 256
 
 
+def preprocessed_astronaut(folder, *extra):
+    """varitex-preprocess on scikit-image's astronaut with the demo world's face model, into ``folder/out``.
+
+    Returns:
+        (the output folder, the flags of the face model and device for later commands).
+    """
+    from skimage.data import astronaut
+
+    world = ensure_demo_world()
+    flags = ["--path_bfm", str(world / BFM_FILE), "--path_uv", str(world / UV_FILE), "--device", "cpu"]
+    Image.fromarray(astronaut()).save(folder / "astronaut.png")
+    cli.main([str(folder / "astronaut.png"), "--output", str(folder / "out"), *extra] + flags)
+    return folder / "out", flags
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", default=None, help="a model whose reconstruction is shown as the last tile")
     parser.add_argument("--picture", default=os.path.join("docs", "own_photos.png"))
     args = parser.parse_args(argv)
-    from skimage.data import astronaut
-
-    world = ensure_demo_world()
-    flags = ["--path_bfm", str(world / BFM_FILE), "--path_uv", str(world / UV_FILE), "--device", "cpu"]
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
-        Image.fromarray(astronaut()).save(folder / "astronaut.png")
-        out = folder / "out"
-        cli.main([str(folder / "astronaut.png"), "--output", str(out)] + flags)
+        out, flags = preprocessed_astronaut(folder)
         uv = np.load(out / DATASET / "uv.npy")[0]
         segmentation = np.load(out / DATASET / "segmentation.npy")[0]
         photo = np.asarray(Image.open(out / IMAGES / "astronaut.png").convert("RGB"))
