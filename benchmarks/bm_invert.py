@@ -6,8 +6,9 @@ Models (--models):
     demo      the --demo preset (64x64, texture 128, U-Net 16 features): what the notebook and README use
 Losses: l2 (the masked L2 alone, what runs without VGG weights) and l2+vgg (plus the VGG-19 perceptual loss;
 random VGG weights here cost the same time as ImageNet ones). Random generator weights and inputs; eval mode.
-A step is the difference of two timed refinements (n + 1 and 1 steps) divided by n, so the encoder and the
-final evaluation do not count. Each line also projects seconds per photo for the default --steps:
+A step is the difference of two timed refinements (n + 1 and 1 steps) divided by n, so the final evaluation
+does not count; cpu_s_per_step is the process CPU time of a step (on a loaded machine, wall time over-states
+the cost; CPU time / threads is the wall time on idle cores). Each line also projects seconds per photo for the default --steps:
 
     {"bench": "invert", "model": "demo", "loss": "l2", "batch": 1, "s_per_step": ..., "default_steps": 60,
      "s_per_photo_default_steps": ..., "device": "cpu", ...}
@@ -22,6 +23,7 @@ import sys
 import time
 import types
 
+import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -43,12 +45,13 @@ MODEL_FLAGS = {
 
 
 def timed_refinement(pipeline, batch, z, steps, perceptual):
+    """(wall seconds, process CPU seconds) of one refinement of ``steps`` steps."""
     synchronize(z.device)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     refine_latents(pipeline, z, batch[DIK.UV_RENDERED], batch[DIK.IMAGE_IN], batch[DIK.SEGMENTATION_MASK], steps,
                    perceptual=perceptual)
     synchronize(z.device)
-    return time.perf_counter() - start
+    return np.array([time.perf_counter() - start, time.process_time() - cpu_start])
 
 
 def measure(model, loss, batch_size, steps, device):
@@ -60,10 +63,10 @@ def measure(model, loss, batch_size, steps, device):
     z = torch.randn(batch_size, opt.latent_dim, device=device)
     reset_peak_memory(device)
     timed_refinement(pipeline, batch, z, 1, perceptual)  # warm-up
-    seconds = (timed_refinement(pipeline, batch, z, steps + 1, perceptual)
-               - timed_refinement(pipeline, batch, z, 1, perceptual)) / steps
+    seconds, cpu_seconds = (timed_refinement(pipeline, batch, z, steps + 1, perceptual)
+                            - timed_refinement(pipeline, batch, z, 1, perceptual)) / steps
     return {"bench": "invert", "model": model, "image_size": opt.image_h, "loss": loss, "batch": batch_size,
-            "timed_steps": steps, "s_per_step": round(seconds, 4), "s_per_step_per_photo": round(seconds / batch_size, 4),
+            "timed_steps": steps, "s_per_step": round(seconds, 4), "cpu_s_per_step": round(cpu_seconds, 4), "s_per_step_per_photo": round(seconds / batch_size, 4),
             "default_steps": DEFAULT_INVERT_STEPS,
             "s_per_photo_default_steps": round(seconds / batch_size * DEFAULT_INVERT_STEPS, 2),
             "peak_memory_gib": peak_memory_gib(device), **device_facts(device)}

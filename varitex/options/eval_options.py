@@ -1,9 +1,10 @@
 """Inference and demo options, and those of the own-photo commands varitex-invert and varitex-edit."""
 from varitex.options.base_options import BaseOptions, _non_negative_float, _non_negative_int, _positive_int
 
-# Refinement steps of varitex-invert: measured on the demo model (README, "Your photo"): the masked L2 of
-# held-out images falls by most of what 200 steps give within the first 60.
-DEFAULT_INVERT_STEPS = 60
+# Refinement steps of varitex-invert: each step runs both decoders and the U-Net forward and backward, about
+# 2 to 3 s for the demo model on a 4-core laptop CPU (benchmarks/bm_invert.py), so 20 keep a photo under a
+# minute there; the error still falls after 20 (README, "Your photo in the model").
+DEFAULT_INVERT_STEPS = 20
 
 
 class EvalOptions(BaseOptions):
