@@ -24,7 +24,11 @@ setup(
         "imageio",
     ],
     extras_require={
-        "test": ["pytest", "nbclient", "nbformat", "ipykernel", "wandb"],
+        "test": ["pytest", "nbclient", "nbformat", "ipykernel", "wandb", "scikit-image"],
+        # varitex-preprocess: the TensorFlow Lite runtime for the MediaPipe models. The model files come from
+        # the mediapipe wheel, installed separately without its dependencies (docs/own_photos.md):
+        #     pip install --no-deps "mediapipe==0.10.21"
+        "preprocess": ["ai-edge-litert"],
         "wandb": ["wandb"],
         "video": ["imageio-ffmpeg"],
         "app": ["gradio>=5", "imageio-ffmpeg"],
@@ -34,5 +38,8 @@ setup(
         "varitex-inference = varitex.inference:main",
         "varitex-make-demo = varitex.demo_world.world:main",
         "varitex-explore = varitex.explore.__main__:main",
+        "varitex-preprocess = varitex.preprocess.cli:main",
+        "varitex-invert = varitex.invert:main",
+        "varitex-edit = varitex.edit:main",
     ]},
 )

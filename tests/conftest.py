@@ -1,9 +1,22 @@
 """pytest configuration: markers and the tiny demo world shared by the tests (helpers live in helpers.py)."""
 import pytest
 
+from helpers import unavailable
+
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "cuda: needs a CUDA GPU, skipped without one (run by benchmarks/gpu_check.sh)")
+
+
+@pytest.fixture(scope="session")
+def face_landmarker():
+    """One FaceLandmarker for the session (MediaPipe models run by ai-edge-litert, the preprocess install)."""
+    try:
+        from varitex.preprocess.landmarks import FaceLandmarker
+
+        return FaceLandmarker()
+    except (ImportError, FileNotFoundError) as error:
+        unavailable(f"the preprocessing models are not installed: {error}")
 
 
 @pytest.fixture(scope="session")
@@ -24,3 +37,13 @@ def explore_checkpoint(tmp_path_factory):
     from helpers import EXPLORE_MODEL_OPTIONS, write_random_checkpoint
 
     return write_random_checkpoint(tmp_path_factory.mktemp("explore") / "random.ckpt", **EXPLORE_MODEL_OPTIONS)
+
+
+@pytest.fixture(scope="session")
+def astronaut_photo():
+    """scikit-image's astronaut: (512, 512, 3) uint8 RGB, a real photo with one face (the test extra)."""
+    try:
+        from skimage.data import astronaut
+    except ImportError as error:
+        unavailable(f"scikit-image (the test extra) is not installed: {error}")
+    return astronaut()

@@ -27,11 +27,15 @@ def shared_path(*parts):
     """Path inside ``../shared``; skips the test when the folder is absent (fails in CI, where it must exist)."""
     path = SHARED.joinpath(*parts)
     if not path.exists():
-        message = f"reference data {path} is not available (it lives in ../shared beside the project)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + "; CI=true requires it")
-        pytest.skip(message)
+        unavailable(f"reference data {path} is not available (it lives in ../shared beside the project)")
     return path
+
+
+def unavailable(message):
+    """Skip the test for a missing prerequisite, or fail it in CI (CI=true), which must provide everything."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(message + "; CI=true requires it")
+    pytest.skip(message)
 
 
 def narrow_generator(opt):

@@ -8,6 +8,7 @@ made by the same generator as the `tiny_world` fixture.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -148,8 +149,14 @@ def test_notebook_runs_against_the_checkpoint(run, monkeypatch, tmp_path):
     errors = [out for cell in notebook.cells for out in cell.get("outputs", []) if out.output_type == "error"]
     assert not errors
     images = [out for cell in notebook.cells for out in cell.get("outputs", []) if "image/png" in out.get("data", {})]
-    assert len(images) >= 8
+    assert len(images) >= 11
     assert list(tmp_path.glob("outputs/demo_yaw.*"))
+    # "Your photo": the astronaut preprocessed, inverted (the refinement lowers its error), re-posed, in a video.
+    assert (tmp_path / "outputs" / "your_photo" / "images" / "astronaut.png").is_file()
+    printed = "".join(out.get("text", "") for cell in notebook.cells for out in cell.get("outputs", []))
+    before, after = (float(x) for x in re.search(r"encoder only ([\d.]+), after \d+ steps ([\d.]+)", printed).groups())
+    assert after < before
+    assert list(tmp_path.glob("outputs/your_photo_yaw.*"))
 
 
 class InterruptAt(Callback):

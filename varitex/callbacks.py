@@ -191,7 +191,7 @@ class ImageLogCallback(Callback):
     def _render(pl_module, latents, uv):
         """Images (B, 3, H, W) in [0, 1], masked with the predicted segmentation, for latents and UV renders."""
         out = pl_module.generator.forward_latent2image({DIK.STYLE_LATENT: latents, DIK.UV_RENDERED: uv})
-        return vis.mask_output(vis.unnormalize(out[DIK.IMAGE_OUT]), out[DIK.SEGMENTATION_PREDICTED])
+        return vis.displayed_output(out)
 
     @staticmethod
     def posterior_samples(batch, n_samples=3, std_multiplier=3.0):

@@ -16,7 +16,6 @@ work on it and on ``demo.pipeline.generator``.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 from collections.abc import Mapping
@@ -109,11 +108,7 @@ class Demo:
 
     def _frames(self, outputs, mask):
         """(N, H, W, 3) uint8: every image of every output dict, in order."""
-        images = []
-        for out in outputs:
-            image = vis.unnormalize(out[DIK.IMAGE_OUT])
-            images.append(vis.mask_output(image, out[DIK.SEGMENTATION_PREDICTED]) if mask else image)
-        return vis.to_uint8(torch.cat(images))
+        return vis.to_uint8(torch.cat([vis.displayed_output(out, mask) for out in outputs]))
 
     def to_video(self, outputs, path, fps=15, reverse=False, mask=True):
         """Write the images of ``outputs`` (list of dicts from `run`) as a video; returns the path written.
@@ -124,17 +119,7 @@ class Demo:
         frames = list(self._frames(outputs, mask))
         if reverse:
             frames = frames + frames[::-1]
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        root, extension = os.path.splitext(path)
-        if extension.lower() == ".mp4" and importlib.util.find_spec("imageio_ffmpeg") is not None:
-            import imageio
-            imageio.mimwrite(path, frames, fps=fps, macro_block_size=1)
-            return path
-        from PIL import Image
-        path = root + ".gif"
-        images = [Image.fromarray(frame) for frame in frames]
-        images[0].save(path, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
-        return path
+        return vis.write_video(frames, path, fps)
 
     def load_shape_expressions(self, split="val"):
         """BFM coefficients of a split of the preprocessed dataset: sp (N, K_shape), ep (N, K_expr) tensors."""

@@ -39,9 +39,11 @@ from varitex import SEED
 from varitex import visualization as vis
 from varitex.data.keys_enum import DataItemKey as DIK
 from varitex.generation import generate, uv_factory_from_options
+from varitex.latents import LATENTS_FILE, latents_array
+from varitex.latents import load_latents as read_latents
 from varitex.options import settings
 from varitex.options.settings import RunSettings
-from varitex.safe_io import load_npy, replaced_folder, save_npy
+from varitex.safe_io import replaced_folder, save_npy
 
 MODES = ("reconstruction", "posed", "random")
 POSE_ANGLES = tuple(range(-45, 46, 15))
@@ -102,21 +104,22 @@ class Inference:
             dict with filenames (N names), latents (N, 2, latent_dim) float32 numpy (mu, std),
             sp (N, 199) and ep (N, 100) tensors on the CPU.
         """
-        result = dict(filenames=[], latents=[], sp=[], ep=[])
+        result = dict(filenames=[], mu=[], std=[], sp=[], ep=[])
         for batch in tqdm(self.loader(dataset), desc="reconstruction" if folder else "encoding", unit="batch"):
             batch = self.pipeline(self._to_device(batch), std_multiplier=0)
             if folder is not None:
-                images = vis.mask_output(vis.unnormalize(batch[DIK.IMAGE_OUT]), batch[DIK.SEGMENTATION_PREDICTED])
+                images = vis.displayed_output(batch)
                 for image, name in zip(images, batch[DIK.FILENAME]):
                     vis.save_png(image, os.path.join(folder, f"{name}.png"))
             result["filenames"] += list(batch[DIK.FILENAME])
-            result["latents"].append(torch.stack([batch[DIK.STYLE_LATENT_MU], batch[DIK.STYLE_LATENT_STD]], 1).cpu())
+            result["mu"].append(batch[DIK.STYLE_LATENT_MU].cpu())
+            result["std"].append(batch[DIK.STYLE_LATENT_STD].cpu())
             result["sp"].append(batch[DIK.COEFF_SHAPE].cpu())
             result["ep"].append(batch[DIK.COEFF_EXPRESSION].cpu())
-        result["latents"] = torch.cat(result["latents"]).numpy().astype(np.float32)
+        result["latents"] = latents_array(torch.cat(result.pop("mu")), torch.cat(result.pop("std")))
         result["sp"], result["ep"] = torch.cat(result["sp"]), torch.cat(result["ep"])
         if folder is not None:
-            save_npy(os.path.join(folder, "latents.npy"), result["latents"])
+            save_npy(os.path.join(folder, LATENTS_FILE), result["latents"])
         return result
 
     @torch.no_grad()
@@ -135,7 +138,7 @@ class Inference:
         for chunk in tqdm(jobs.split(self.opt.batch_size), desc=desc, unit="batch"):
             sample, pose = chunk // n_poses, chunk % n_poses
             out = generate(self.pipeline, self.uv_factory, mu[sample], sp[sample], ep[sample], self.thetas[pose])
-            images = vis.mask_output(vis.unnormalize(out[DIK.IMAGE_OUT]), out[DIK.SEGMENTATION_PREDICTED])
+            images = vis.displayed_output(out)
             for image, i, p in zip(images, sample.tolist(), pose.tolist()):
                 vis.save_png(image, os.path.join(folder, self.pose_names[p], f"{filenames[i]}.png"))
 
@@ -156,7 +159,7 @@ class Inference:
                            desc="posed")
         if "random" in modes:
             # Mode 3: the latent means of mode 1 (latents.npy) with random BFM shapes and expressions.
-            latents = encoded["latents"] if encoded else load_latents(os.path.join(recon_folder, "latents.npy"),
+            latents = encoded["latents"] if encoded else load_latents(os.path.join(recon_folder, LATENTS_FILE),
                                                                       self.opt.n, self.opt.latent_dim)
             n = latents.shape[0]
             sp = self.uv_factory.bfm.sample_shape(n)
@@ -168,20 +171,12 @@ class Inference:
 
 
 def load_latents(path, n, latent_dim):
-    """The first ``n`` rows (all for n < 0) of a latents.npy written by mode reconstruction: (n, 2, latent_dim)."""
+    """The first ``n`` rows (all for n < 0) of a latents.npy written by mode reconstruction: (n, 2, D)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} not found: --mode random uses the latents of mode reconstruction; "
                                 f"run --mode reconstruction first (or --mode all)")
-    latents = load_npy(path, what="latents file")
-    if latents.ndim != 3 or latents.shape[1:] != (2, latent_dim) or latents.dtype.kind != "f":
-        raise ValueError(f"latents file {path} has shape {latents.shape} ({latents.dtype}); expected float "
-                         f"(N, 2, {latent_dim}): mu and std of each sample for this model's --latent_dim")
-    if not len(latents):
-        raise ValueError(f"latents file {path} holds no samples")
-    latents = latents if n < 0 else latents[:n]
-    if not np.isfinite(latents).all():
-        raise ValueError(f"latents file {path} holds non-finite values (NaN or infinity)")
-    return latents
+    latents = latents_array(*read_latents(path, latent_dim))
+    return latents if n < 0 else latents[:n]
 
 
 def selected_modes(mode_option):

@@ -2,6 +2,9 @@
 
 All functions are batched and stay on the tensors' device until `to_uint8`.
 """
+import importlib.util
+import os
+
 import torch
 
 from varitex.data.image_ops import IMAGENET_MEAN, IMAGENET_STD, denormalize  # noqa: F401 (re-exported)
@@ -51,6 +54,21 @@ def mask_output(images, segmentation, threshold=MASK_THRESHOLD):
         (B, 3, H, W) float in [0, 1], background exactly 0.
     """
     return images * (segmentation > threshold).to(images.dtype)
+
+
+def displayed_output(outputs, mask=True):
+    """The generator's images as shown everywhere: IMAGE_OUT in [0, 1], masked like inference's outputs.
+
+    Args:
+        outputs: dict with IMAGE_OUT (B, 3, H, W) and SEGMENTATION_PREDICTED (B, 1, H, W).
+        mask: black out pixels with SEGMENTATION_PREDICTED <= MASK_THRESHOLD.
+    Returns:
+        (B, 3, H, W) float in [0, 1].
+    """
+    from varitex.data.keys_enum import DataItemKey as DIK
+
+    images = unnormalize(outputs[DIK.IMAGE_OUT])
+    return mask_output(images, outputs[DIK.SEGMENTATION_PREDICTED]) if mask else images
 
 
 def normalize_channels(maps):
@@ -126,3 +144,25 @@ def save_png(image, path):
     """Write one (3, H, W) float image in [0, 1] as an 8-bit PNG."""
     from PIL import Image
     Image.fromarray(to_uint8(image.unsqueeze(0))[0]).save(path)
+
+
+def write_video(frames, path, fps=15):
+    """Write (N, H, W, 3) uint8 frames as a video; returns the path written.
+
+    An .mp4 needs the imageio-ffmpeg package; without it (or for any other extension) the video is written
+    as a GIF next to ``path`` (same name, .gif) that loops forever.
+    """
+    frames = list(frames)
+    if not frames:
+        raise ValueError(f"no frames to write to {path}")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    root, extension = os.path.splitext(path)
+    if extension.lower() == ".mp4" and importlib.util.find_spec("imageio_ffmpeg") is not None:
+        import imageio
+        imageio.mimwrite(path, frames, fps=fps, macro_block_size=1)
+        return path
+    from PIL import Image
+    path = root + ".gif"
+    images = [Image.fromarray(frame) for frame in frames]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
+    return path

@@ -36,6 +36,27 @@ def euler_to_rotation(theta):
     return (rz @ ry @ rx).to(dtype)
 
 
+def rotation_to_euler(R):
+    """Euler angles of rotation matrices: the inverse of `euler_to_rotation` (pitch and roll in (-180, 180],
+    yaw in [-90, 90]).
+
+    Args:
+        R: (..., 3, 3) rotation matrices ``Rz @ Ry @ Rx`` (as stored in R.npy).
+    Returns:
+        (..., 3) tensor (pitch, yaw, roll) in degrees, in R's floating dtype (float32 for other inputs).
+    """
+    R = torch.as_tensor(R)
+    if R.shape[-2:] != (3, 3):
+        raise ValueError(f"rotation_to_euler expects matrices of shape (..., 3, 3), got {tuple(R.shape)}")
+    dtype = R.dtype if R.is_floating_point() else torch.float32
+    R = R.to(torch.float64)
+    # Rz Ry Rx = [[cz cy, ., .], [sz cy, ., .], [-sy, cy sx, cy cx]]
+    pitch = torch.atan2(R[..., 2, 1], R[..., 2, 2])
+    yaw = torch.atan2(-R[..., 2, 0], torch.hypot(R[..., 0, 0], R[..., 1, 0]))
+    roll = torch.atan2(R[..., 1, 0], R[..., 0, 0])
+    return torch.rad2deg(torch.stack([pitch, yaw, roll], dim=-1)).to(dtype)
+
+
 def pose_vertices(vertices, R, t, s, correct_translation=True):
     """Rigidly pose vertices with the authors' row-vector convention (their ``apply_Rts``).
 

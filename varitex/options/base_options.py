@@ -10,6 +10,13 @@ def _positive_int(value):
     return number
 
 
+def _non_negative_int(value):
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return number
+
+
 def _non_negative_float(value):
     number = float(value)
     if number < 0:

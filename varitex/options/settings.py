@@ -3,6 +3,7 @@
     resolve("train", argv)                  -> RunSettings(opt, checkpoint): every option of the run and the
     resolve("inference", argv)                 checkpoint file's content (None for a fresh run), read once
     resolve("demo", overrides={...})        -> the same for the notebook's Demo (options as a dict)
+    resolve("invert", argv), resolve("edit", argv)   -> varitex-invert, varitex-edit (own photos)
     user_errors("varitex-train")            -> the error boundary: one line and exit code 2, no traceback
 
 Precedence, lowest first: the authors' defaults (with $DP, $FP, $OP, $CP), the --demo preset, the options
@@ -22,7 +23,7 @@ import torch
 
 from varitex.data.paths import require_path
 from varitex.modules.configs import NOT_INHERITED, merge_saved_options
-from varitex.options.eval_options import EvalOptions
+from varitex.options.eval_options import EditOptions, EvalOptions, InvertOptions
 from varitex.options.train_options import TrainOptions
 from varitex.safe_io import load_json, load_npz, stem_problem
 
@@ -109,6 +110,13 @@ def require_file(path, option):
     return path
 
 
+def require_dir(path, option):
+    """Return ``path`` if it is an existing folder, else raise FileNotFoundError naming the option."""
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"--{option}: folder not found: {path}")
+    return path
+
+
 def ensure_writable_dir(path, option="path_out"):
     """Create ``path`` if needed and check that files can be written there.
 
@@ -183,20 +191,27 @@ class RunSettings(NamedTuple):
     checkpoint: dict | None        # the content of --checkpoint, read once; None for a fresh run
 
 
-PROGRAMS = {"train": TrainOptions, "inference": EvalOptions, "demo": EvalOptions}
-# Paths each program needs, checked after all sources are merged.
+PROGRAMS = {"train": TrainOptions, "inference": EvalOptions, "demo": EvalOptions, "invert": InvertOptions,
+            "edit": EditOptions}
+# Paths each program needs, checked after all sources are merged (invert and edit need --path_out only
+# when --output is not given).
 REQUIRED_PATHS = {
     "train": ("dataroot_npy", "image_folder", "path_bfm", "path_uv", "path_out"),
     "inference": ("dataroot_npy", "image_folder", "path_bfm", "path_uv", "path_out"),
     "demo": ("path_bfm", "path_uv"),
+    "invert": ("dataroot_npy", "image_folder"),
+    "edit": ("dataroot_npy", "path_bfm", "path_uv"),
 }
+# --dataset_split when not given: the authors' inference ran on val; one's own photos are inverted and
+# edited all together.
+DEFAULT_SPLIT = {"inference": "val", "demo": "val", "invert": "all", "edit": "all"}
 
 
 def resolve(program: str, argv: list[str] | None = None, overrides: Mapping[str, Any] | None = None) -> RunSettings:
     """The one place where options become a run's settings: defaults, --demo preset, checkpoint, flags.
 
     Args:
-        program: "train", "inference" or "demo" (the notebook's Demo class).
+        program: "train", "inference", "demo" (the notebook's Demo class), "invert" or "edit".
         argv: command-line flags (None: sys.argv for train/inference, none for the demo).
         overrides: option values that count as typed by the user (the notebook's dict, keyword arguments).
     Returns:
@@ -214,7 +229,7 @@ def resolve(program: str, argv: list[str] | None = None, overrides: Mapping[str,
         setattr(opt, name, value)
     if program != "train":
         if "dataset_split" not in explicit:
-            opt.dataset_split = "val"  # the authors' inference always ran on the val split
+            opt.dataset_split = DEFAULT_SPLIT[program]
         explicit = explicit | {"batch_size"}  # inference's batch size is this machine's, not the training run's
     if opt.demo:
         apply_demo_options(opt, explicit)
@@ -242,11 +257,17 @@ def resolve(program: str, argv: list[str] | None = None, overrides: Mapping[str,
             merge_saved_options(opt, saved, explicit)
     for option in REQUIRED_PATHS[program]:
         require_path(opt, option)
+    if program in ("invert", "edit"):
+        if not opt.output:
+            require_path(opt, "path_out")
+        require_dir(opt.dataroot_npy, "dataroot_npy")
+        if program == "invert":
+            require_dir(opt.image_folder, "image_folder")
     check_plain_names(program, opt)
     if program == "train" and opt.dataset_split not in ("train", "all"):
         raise ValueError(f"--dataset_split {opt.dataset_split!r} cannot be used for training: use 'train' "
                          f"(train on the train split, validate on val) or 'all' (everything, no validation)")
-    if program == "inference":
+    if program in ("inference", "invert", "edit"):
         check_split(opt)
     return RunSettings(resolve_device(opt), checkpoint)
 

@@ -1,0 +1,1 @@
+"""Own photos -> the preprocessed dataset layout: detection, alignment, fitting, segmentation, writer."""
