@@ -36,5 +36,6 @@ setup(
         "varitex-train = varitex.train:main",
         "varitex-inference = varitex.inference:main",
         "varitex-make-demo = varitex.demo_world.world:main",
+        "varitex-preprocess = varitex.preprocess.cli:main",
     ]},
 )

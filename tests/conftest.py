@@ -29,3 +29,13 @@ def tiny_world(tmp_path_factory):
 
     return ensure_demo_world(tmp_path_factory.mktemp("tiny_world"), n_images=12, image_size=64, array_size=64,
                              images_per_identity=4)
+
+
+@pytest.fixture(scope="session")
+def astronaut_photo():
+    """scikit-image's astronaut: (512, 512, 3) uint8 RGB, a real photo with one face (the test extra)."""
+    try:
+        from skimage.data import astronaut
+    except ImportError as error:
+        unavailable(f"scikit-image (the test extra) is not installed: {error}")
+    return astronaut()

@@ -83,9 +83,8 @@ def test_padding_fills_outside_the_photo_with_its_blurred_colours():
     assert aligned.min() >= 95
 
 
-def test_astronaut_aligned_face_is_found_at_the_template(face_landmarker):
-    skimage_data = pytest.importorskip("skimage.data", reason="scikit-image (the test extra) ships the photo")
-    photo = skimage_data.astronaut()
+def test_astronaut_aligned_face_is_found_at_the_template(face_landmarker, astronaut_photo):
+    photo = astronaut_photo
     points = eye_mouth_points(face_landmarker.detect(photo)[0].landmarks)
     aligned, transform = align_ffhq(photo, *points)
     (face,) = face_landmarker.detect(aligned)

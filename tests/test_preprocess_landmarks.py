@@ -8,8 +8,6 @@ from PIL import Image
 from varitex.preprocess import landmarks as lm
 from varitex.preprocess import models
 
-skimage_data = pytest.importorskip("skimage.data", reason="scikit-image (the test extra) ships the astronaut photo")
-
 # The astronaut's face (512 x 512 photo), measured once and checked by eye on an overlay: detector box and
 # eye centres / mouth corners (person's left eye on the image's right).
 ASTRONAUT_BOX = np.array([177.2, 79.1, 272.9, 174.8])
@@ -18,13 +16,8 @@ LEFT_EYE_LABEL, RIGHT_EYE_LABEL = 4, 5     # CelebAMask-HQ ids, the person's lef
 
 
 @pytest.fixture(scope="module")
-def astronaut():
-    return skimage_data.astronaut()
-
-
-@pytest.fixture(scope="module")
-def astronaut_face(face_landmarker, astronaut):
-    faces = face_landmarker.detect(astronaut)
+def astronaut_face(face_landmarker, astronaut_photo):
+    faces = face_landmarker.detect(astronaut_photo)
     assert len(faces) == 1
     return faces[0]
 
@@ -77,13 +70,15 @@ def test_demo_world_faces_are_found_with_eyes_on_the_true_eyes(face_landmarker, 
 
 
 @pytest.mark.parametrize("name", ["coffee", "chelsea", "black"])
-def test_images_without_a_face_give_no_faces(face_landmarker, name):
-    image = np.zeros((300, 400, 3), np.uint8) if name == "black" else getattr(skimage_data, name)()
+def test_images_without_a_face_give_no_faces(face_landmarker, astronaut_photo, name):  # scikit-image present
+    import skimage.data
+
+    image = np.zeros((300, 400, 3), np.uint8) if name == "black" else getattr(skimage.data, name)()
     assert face_landmarker.detect(image) == []
 
 
-def test_several_faces_sorted_largest_first_and_capped(face_landmarker, astronaut):
-    face = Image.fromarray(astronaut[40:220, 140:310])
+def test_several_faces_sorted_largest_first_and_capped(face_landmarker, astronaut_photo):
+    face = Image.fromarray(astronaut_photo[40:220, 140:310])
     canvas = Image.new("RGB", (720, 400), (128, 128, 128))
     canvas.paste(face.resize((180, 190)), (40, 100))
     canvas.paste(face.resize((300, 318)), (380, 40))
@@ -95,13 +90,21 @@ def test_several_faces_sorted_largest_first_and_capped(face_landmarker, astronau
     assert len(only) == 1
 
 
-def test_a_face_too_small_for_the_whole_photo_is_found_in_tiles(face_landmarker, astronaut):
+def test_a_face_too_small_for_the_whole_photo_is_found_in_tiles(face_landmarker, astronaut_photo):
     canvas = Image.new("RGB", (1600, 1200), (128, 128, 128))
-    canvas.paste(Image.fromarray(astronaut[40:220, 140:310]).resize((120, 127)), (1000, 700))
+    canvas.paste(Image.fromarray(astronaut_photo[40:220, 140:310]).resize((120, 127)), (1000, 700))
     image = np.asarray(canvas)
     assert len(face_landmarker._detect_in_squares(image, [((800, 600), 1600)])[2]) == 0   # whole photo: missed
     (face,) = face_landmarker.detect(image)
     assert 1000 < face.box[0] < face.box[2] < 1120 and 700 < face.box[1] < face.box[3] < 827
+
+
+def test_overlapping_meshes_count_as_one_face(astronaut_face):
+    landmarks = astronaut_face.landmarks
+    width = np.ptp(landmarks[:, 0])
+    assert lm._same_face(landmarks, landmarks + np.float32([0.3 * width, 0, 0]))            # 70% overlap
+    assert not lm._same_face(landmarks, landmarks + np.float32([0.6 * width, 0, 0]))        # 40% overlap
+    assert lm._same_face(landmarks[:200], landmarks)                                         # part of it
 
 
 def test_detect_rejects_images_that_are_not_rgb_uint8(face_landmarker):

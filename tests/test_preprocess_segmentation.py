@@ -55,9 +55,8 @@ def test_demo_world_parts_match_the_true_labels(demo_segmentations):
 
 
 @pytest.fixture(scope="module")
-def astronaut(face_landmarker):
-    skimage_data = pytest.importorskip("skimage.data", reason="scikit-image (the test extra) ships the photo")
-    image = skimage_data.astronaut()
+def astronaut(face_landmarker, astronaut_photo):
+    image = astronaut_photo
     landmarks = face_landmarker.detect(image)[0].landmarks
     return image, landmarks, segment_face(image, landmarks)
 

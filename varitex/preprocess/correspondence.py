@@ -35,14 +35,14 @@ from varitex.demo_world.render import interpolate_vertex_attributes, vertex_norm
 from varitex.geometry import DEFAULT_S, DEFAULT_T, euler_to_rotation, pose_vertices, rasterize
 
 # Bump when the rendering, detection or aggregation changes: cached correspondences are then recomputed.
-CORRESPONDENCE_VERSION = 1
+CORRESPONDENCE_VERSION = 2
 # Poses (pitch, yaw, roll in degrees) of the renders: frontal, turned left/right, up/down, and mixed.
 VIEWS_DEG = ((0, 0, 0), (0, -15, 0), (0, 15, 0), (0, -30, 0), (0, 30, 0), (-10, 0, 0), (10, 0, 0),
              (-8, -20, 0), (8, 20, 0), (0, 0, -10), (0, 0, 10))
 RENDER_SIZE = 512
 MIN_HIT_FRACTION = 0.6
 SPREAD_SCALE_MM = 4.0
-MAX_SPREAD_MM = 8.0
+MAX_SPREAD_MM = 3.5
 # Render appearance: skin-coloured albedo, a light from the upper front, dark-grey background.
 ALBEDO = (0.85, 0.66, 0.55)
 LIGHT_DIRECTION = (0.2, 0.35, 1.0)

@@ -12,7 +12,8 @@ Pipeline per image (``FaceLandmarker.detect``), following MediaPipe's published 
 3. The region is re-derived from those points (their extent along the eye axis, 1.5 x, rotation from
    the outer eye corners 33 -> 263) and the mesh runs once more: MediaPipe's tracking step, which
    centres the crop on the face better than the detector's box does.
-4. The mesh model's face-presence score rejects detections that are no face.
+4. The mesh model's face-presence score rejects detections that are no face, and a mesh whose landmark
+   box lies mostly (> 50%) inside that of a more confident detection's mesh is the same face, dropped.
 
 Coordinates are continuous pixel coordinates of the input image: x right, y down, pixel (row r,
 column c) covers [c, c + 1) x [r, r + 1), its centre is (c + 0.5, r + 0.5). ``z`` is MediaPipe's relative
@@ -25,7 +26,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
 from varitex.preprocess.models import (FACE_DETECTION_FULL_RANGE, FACE_DETECTION_SHORT_RANGE, FACE_LANDMARK,
                                        TFLiteModel, model_file)
@@ -54,6 +54,7 @@ DETECTION_IOU = 0.3                 # weighted NMS overlap (MediaPipe's face det
 ROI_SCALE = 1.5                     # crop side / face extent
 MESH_SIZE = 192                     # face-mesh model input side
 FACE_PRESENCE_THRESHOLD = 0.5       # the mesh model's face score below which a detection is dropped
+SAME_FACE_OVERLAP = 0.5             # meshes whose boxes overlap more (of the smaller) are one face
 TILING_MIN_SIDE = 512               # photos this large are searched again in tiles when no face is found
 # Crops that shrink the image more than this are resampled from a box-filtered copy (no aliasing).
 MAX_BILINEAR_SHRINK = 2.0
@@ -167,12 +168,11 @@ def weighted_nms(boxes, keypoints, scores, iou_threshold=DETECTION_IOU):
 
 
 def _shrunk(image, factor):
-    """``image`` box-filtered down by an integer ``factor`` (>= 1) and the scale from its pixels to the input's."""
+    """``image`` box-filtered down by an integer ``factor`` (>= 1); returns it and the factor used."""
     factor = int(factor)
     if factor <= 1:
-        return image, 1.0
-    small = np.asarray(Image.fromarray(image).reduce(factor))
-    return small, image.shape[1] / small.shape[1]
+        return image, 1
+    return np.asarray(Image.fromarray(image).reduce(factor)), factor
 
 
 def sample_square(image, centre, axis_x, side, size, border="nearest"):
@@ -184,21 +184,33 @@ def sample_square(image, centre, axis_x, side, size, border="nearest"):
 
     Args:
         image: (H, W, 3) uint8.
-        border: ``"nearest"`` (replicate edge pixels) or ``"constant"`` (black).
+        border: ``"nearest"`` (replicate edge pixels) or ``"constant"`` (black) outside the image.
 
     Returns:
         (size, size, 3) float32 in [0, 255].
     """
-    source, to_source = _shrunk(image, side / size / MAX_BILINEAR_SHRINK)
+    source, factor = _shrunk(image, side / size / MAX_BILINEAR_SHRINK)
     axis_x = np.asarray(axis_x, dtype=np.float64)
     axis_y = np.array([-axis_x[1], axis_x[0]])
-    offsets = ((np.arange(size) + 0.5) / size - 0.5) * side
-    points = (np.asarray(centre, dtype=np.float64)[None, None] + offsets[None, :, None] * axis_x
-              + offsets[:, None, None] * axis_y) / to_source
-    # Continuous coordinate p has pixel centre index p - 0.5.
-    coordinates = [points[..., 1] - 0.5, points[..., 0] - 0.5]
-    return np.stack([ndimage.map_coordinates(source[..., c].astype(np.float32), coordinates, order=1,
-                                             mode=border) for c in range(3)], axis=-1)
+    # The square in continuous pixels of ``source``: its corner at output (0, 0) and its extent.
+    corner = (np.asarray(centre, dtype=np.float64) - (axis_x + axis_y) * side / 2) / factor
+    corners = corner + np.array([[0, 0], [1, 0], [0, 1], [1, 1]]) @ np.stack([axis_x, axis_y]) * side / factor
+    low = np.floor(corners.min(axis=0)).astype(int) - 1
+    high = np.ceil(corners.max(axis=0)).astype(int) + 1
+    # Only the part of the image under the square, padded where the square leaves it.
+    height, width = source.shape[:2]
+    x0, y0 = min(max(low[0], 0), width - 1), min(max(low[1], 0), height - 1)
+    x1, y1 = max(min(high[0], width), x0 + 1), max(min(high[1], height), y0 + 1)
+    before = np.maximum([x0 - low[0], y0 - low[1]], 0)
+    after = np.maximum([high[0] - x1, high[1] - y1], 0)
+    window = np.pad(source[y0:y1, x0:x1], ((before[1], after[1]), (before[0], after[0]), (0, 0)),
+                    mode="edge" if border == "nearest" else "constant")
+    step = side / size / factor
+    offset = corner - (np.array([x0, y0]) - before)
+    coefficients = (step * axis_x[0], step * axis_y[0], offset[0], step * axis_x[1], step * axis_y[1], offset[1])
+    crop = Image.fromarray(window).transform((size, size), Image.Transform.AFFINE, coefficients,
+                                             Image.Resampling.BILINEAR)
+    return np.asarray(crop, dtype=np.float32)
 
 
 class FaceLandmarker:
@@ -233,9 +245,9 @@ class FaceLandmarker:
         image = _check_image(image)
         boxes, keypoints, scores = self.detect_boxes(image)
         faces = []
-        for box, eyes, score in zip(boxes, keypoints[:, :2], scores):
+        for box, eyes, score in zip(boxes, keypoints[:, :2], scores):      # most confident first
             landmarks = self._mesh_from_detection(image, box, eyes)
-            if landmarks is not None:
+            if landmarks is not None and not any(_same_face(landmarks, face.landmarks) for face in faces):
                 faces.append(DetectedFace(box=box, score=float(score), landmarks=landmarks))
         return sorted(faces, key=lambda face: -float((face.box[2] - face.box[0]) * (face.box[3] - face.box[1])))
 
@@ -291,6 +303,16 @@ class FaceLandmarker:
         xy = centre + (points[:, :1] - 0.5) * side * axis_x + (points[:, 1:2] - 0.5) * side * axis_y
         landmarks = np.concatenate([xy, points[:, 2:] * side], axis=1).astype(np.float32)
         return landmarks, float(_sigmoid(presence_logit.ravel()[0]))
+
+
+def _same_face(landmarks, other):
+    """Whether two meshes are one face: their landmark boxes overlap by more than SAME_FACE_OVERLAP of the
+    smaller one (a detection of part of a face, e.g. its upper half, whose mesh settles on the same face)."""
+    low = np.maximum(landmarks[:, :2].min(axis=0), other[:, :2].min(axis=0))
+    high = np.minimum(landmarks[:, :2].max(axis=0), other[:, :2].max(axis=0))
+    intersection = np.prod(np.clip(high - low, 0, None))
+    areas = [np.prod(np.ptp(points[:, :2], axis=0)) for points in (landmarks, other)]
+    return intersection > SAME_FACE_OVERLAP * min(areas)
 
 
 def _tiles(width, height):
