@@ -36,6 +36,37 @@ def euler_to_rotation(theta):
     return (rz @ ry @ rx).to(dtype)
 
 
+def rotation_to_euler(R):
+    """Euler angles in degrees of rotation matrices, the inverse of ``euler_to_rotation``.
+
+    Args:
+        R: (..., 3, 3) rotations ``Rz @ Ry @ Rx``.
+    Returns:
+        (..., 3) (pitch, yaw, roll) in degrees, yaw in [-90, 90] (the branch of ``euler_to_rotation``'s range
+        for |yaw| < 90), float32 unless R is float64.
+    """
+    R = torch.as_tensor(R)
+    dtype = R.dtype if R.dtype == torch.float64 else torch.float32
+    R = R.to(torch.float64)
+    pitch = torch.atan2(R[..., 2, 1], R[..., 2, 2])
+    yaw = torch.atan2(-R[..., 2, 0], torch.hypot(R[..., 2, 1], R[..., 2, 2]))
+    roll = torch.atan2(R[..., 1, 0], R[..., 0, 0])
+    return torch.rad2deg(torch.stack([pitch, yaw, roll], dim=-1)).to(dtype)
+
+
+def rotation_angle_deg(R_a, R_b):
+    """Geodesic distance between rotations: the angle of ``R_a^T R_b``, in degrees.
+
+    Args:
+        R_a, R_b: (..., 3, 3) rotations.
+    Returns:
+        (...) float in [0, 180].
+    """
+    R_a, R_b = torch.as_tensor(R_a, dtype=torch.float64), torch.as_tensor(R_b, dtype=torch.float64)
+    cosine = ((R_a * R_b).sum(dim=(-2, -1)) - 1) / 2
+    return torch.rad2deg(torch.acos(cosine.clamp(-1.0, 1.0))).float()
+
+
 def pose_vertices(vertices, R, t, s, correct_translation=True):
     """Rigidly pose vertices with the authors' row-vector convention (their ``apply_Rts``).
 

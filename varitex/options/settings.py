@@ -24,7 +24,7 @@ import torch
 
 from varitex.data.paths import require_path
 from varitex.modules.configs import NOT_INHERITED, merge_saved_options
-from varitex.options.eval_options import EvalOptions
+from varitex.options.eval_options import EvalOptions, EvaluateOptions
 from varitex.options.train_options import TrainOptions
 
 # --demo: sized so that training plus all three inference modes take about 7 minutes on a 2-core CPU.
@@ -149,11 +149,12 @@ class RunSettings(NamedTuple):
     checkpoint: dict | None        # the content of --checkpoint, read once; None for a fresh run
 
 
-PROGRAMS = {"train": TrainOptions, "inference": EvalOptions, "demo": EvalOptions}
+PROGRAMS = {"train": TrainOptions, "inference": EvalOptions, "evaluate": EvaluateOptions, "demo": EvalOptions}
 # Paths each program needs, checked after all sources are merged.
 REQUIRED_PATHS = {
     "train": ("dataroot_npy", "image_folder", "path_bfm", "path_uv", "path_out"),
     "inference": ("dataroot_npy", "image_folder", "path_bfm", "path_uv", "path_out"),
+    "evaluate": ("dataroot_npy", "image_folder", "path_bfm", "path_uv"),
     "demo": ("path_bfm", "path_uv"),
 }
 
@@ -162,7 +163,7 @@ def resolve(program: str, argv: list[str] | None = None, overrides: Mapping[str,
     """The one place where options become a run's settings: defaults, --demo preset, checkpoint, flags.
 
     Args:
-        program: "train", "inference" or "demo" (the notebook's Demo class).
+        program: "train", "inference", "evaluate" or "demo" (the notebook's Demo class).
         argv: command-line flags (None: sys.argv for train/inference, none for the demo).
         overrides: option values that count as typed by the user (the notebook's dict, keyword arguments).
     Returns:
@@ -207,7 +208,7 @@ def resolve(program: str, argv: list[str] | None = None, overrides: Mapping[str,
     if program == "train" and opt.dataset_split not in ("train", "all"):
         raise ValueError(f"--dataset_split {opt.dataset_split!r} cannot be used for training: use 'train' "
                          f"(train on the train split, validate on val) or 'all' (everything, no validation)")
-    if program == "inference":
+    if program in ("inference", "evaluate"):
         check_split(opt)
     return RunSettings(fall_back_to_cpu(opt), checkpoint)
 
