@@ -173,8 +173,8 @@ class PoseMeasurer:
         schedule: the fitter's optimization schedule (default: the own-photos fitter's FIT_SCHEDULE).
     """
 
-    def __init__(self, bfm, landmarker, device="cpu", schedule=FIT_SCHEDULE):
-        self.schedule = schedule
+    def __init__(self, bfm, landmarker, device="cpu", schedule=None):
+        self.schedule = FIT_SCHEDULE if schedule is None else schedule
         self.correspondence = load_correspondence(bfm, lambda: landmarker)
         self.model = LandmarkFaceModel(bfm, self.correspondence.vertex_ids, self.correspondence.barycentrics,
                                        device=device)
