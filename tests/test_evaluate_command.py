@@ -115,3 +115,4 @@ def test_bad_options_are_one_error_line(tiny_world, tmp_path, capsys):
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.strip() == f"varitex-evaluate: error: --checkpoint: file not found: " \
                                               f"{tmp_path / 'missing.ckpt'}"
+

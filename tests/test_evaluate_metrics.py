@@ -164,3 +164,24 @@ def test_fid_from_a_weights_file_is_zero_for_the_same_images_and_positive_for_ot
     other.update(images, real=True)
     other.update(random_images(n=3, size=40, seed=2) * 0.3, real=False)
     assert other.compute() > 10 * max(abs(same.compute()), 1e-3)
+
+
+def test_reconstruction_is_seeded_and_z_mu_is_the_noise_free_output():
+    from varitex.data.keys_enum import DataItemKey as DIK
+    from varitex.evaluation.reconstruction import evaluate_reconstruction
+
+    def pipeline(batch, std_multiplier):
+        """A stand-in whose output is the input plus std_multiplier times noise from torch's generator."""
+        noise = torch.randn(batch[DIK.IMAGE_IN].shape)
+        return {DIK.IMAGE_OUT: batch[DIK.IMAGE_IN] + 0.1 * std_multiplier * noise}
+
+    mask = torch.zeros(2, 1, 32, 32)
+    mask[..., 4:28, 4:28] = 1
+    loader = [{DIK.IMAGE_IN: normalized(random_images()), DIK.MASK_FULL: mask, DIK.FILENAME: ["a", "b"]}] * 2
+    first, n = evaluate_reconstruction(pipeline, loader, "cpu", seed=3)
+    assert n == 4
+    assert first["z_mu"]["unmasked"]["psnr"] == float("inf") and first["z_mu"]["masked"]["ssim"] == pytest.approx(1.0)
+    assert first == evaluate_reconstruction(pipeline, loader, "cpu", seed=3)[0]
+    other = evaluate_reconstruction(pipeline, loader, "cpu", seed=4)[0]
+    assert other["posterior_sample"]["masked"]["psnr"] != first["posterior_sample"]["masked"]["psnr"]
+    assert 20 < first["posterior_sample"]["unmasked"]["psnr"] < 60

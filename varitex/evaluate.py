@@ -42,7 +42,7 @@ from varitex.data.keys_enum import DataItemKey as DIK
 from varitex.data.paths import require_path
 from varitex.evaluation import pose_consistency as pc
 from varitex.evaluation import report as rep
-from varitex.evaluation.reconstruction import evaluate_reconstruction
+from varitex.evaluation.reconstruction import batch_to_device, evaluate_reconstruction
 from varitex.generation import generate, uv_factory_from_options
 from varitex.geometry import rotation_to_euler
 from varitex.options import settings
@@ -139,7 +139,7 @@ class Evaluation:
         z, sp, ep = [], [], []
         with torch.no_grad():
             for batch in loader:
-                batch = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+                batch = batch_to_device(batch, self.device)
                 out = self.pipeline(batch, std_multiplier=0)
                 z.append(out[DIK.STYLE_LATENT_MU])
                 sp.append(batch[DIK.COEFF_SHAPE].cpu())

@@ -17,6 +17,11 @@ from varitex.modules.metrics import psnr_per_image, ssim_per_image
 LATENTS = {"z_mu": 0.0, "posterior_sample": 1.0}  # name -> std_multiplier
 
 
+def batch_to_device(batch, device):
+    """A dataset batch with its tensors moved to ``device`` (file names and other values unchanged)."""
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
 def image_metrics(fake, real, mask, lpips=None):
     """Per-image metrics of one batch.
 
@@ -48,7 +53,7 @@ def evaluate_reconstruction(pipeline, loader, device, lpips=None, seed=0):
     values = {latent: {} for latent in LATENTS}
     n = 0
     for batch in tqdm(loader, desc="reconstruction", unit="batch", leave=False):
-        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        batch = batch_to_device(batch, device)
         n += batch[DIK.IMAGE_IN].shape[0]
         for latent, std_multiplier in LATENTS.items():
             out = pipeline(batch, std_multiplier=std_multiplier)
