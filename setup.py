@@ -29,6 +29,8 @@ setup(
         # the mediapipe wheel, installed separately without its dependencies (docs/own_photos.md):
         #     pip install --no-deps "mediapipe==0.10.21"
         "preprocess": ["ai-edge-litert"],
+        # varitex-evaluate: dlib's face descriptor (binary wheel + the model files) and FID's Inception port.
+        "evaluate": ["dlib-bin", "face-recognition-models", "torch-fidelity"],
         "wandb": ["wandb"],
         "video": ["imageio-ffmpeg"],
         "app": ["gradio>=5", "imageio-ffmpeg"],
@@ -41,5 +43,6 @@ setup(
         "varitex-preprocess = varitex.preprocess.cli:main",
         "varitex-invert = varitex.invert:main",
         "varitex-edit = varitex.edit:main",
+        "varitex-evaluate = varitex.evaluate:main",
     ]},
 )

@@ -1,5 +1,6 @@
 """pytest configuration: markers and the tiny demo world shared by the tests (helpers live in helpers.py)."""
 import pytest
+import torch
 
 from helpers import unavailable
 
@@ -47,3 +48,24 @@ def astronaut_photo():
     except ImportError as error:
         unavailable(f"scikit-image (the test extra) is not installed: {error}")
     return astronaut()
+
+
+@pytest.fixture(scope="session")
+def random_inception_file(tmp_path_factory):
+    """torch-fidelity's Inception-v3 with random weights, saved like the real weights file (the real one cannot
+    be downloaded here): tests the FID plumbing, not FID values."""
+    try:
+        from torch_fidelity import feature_extractor_inceptionv3 as inception
+    except ImportError:
+        unavailable("torch-fidelity is not installed (pip install -e '.[evaluate]')")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(inception, "load_state_dict_from_url", lambda *args, **kwargs: {})
+        patch.setattr(inception.FeatureExtractorInceptionV3, "load_state_dict", lambda self, *a, **k: None)
+        torch.manual_seed(0)
+        model = inception.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    for module in model.modules():  # He initialization keeps the activations' scale through the 20 layers
+        if isinstance(module, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+    path = tmp_path_factory.mktemp("inception") / "random_inception.pth"
+    torch.save(model.state_dict(), path)
+    return path

@@ -216,6 +216,14 @@ def _read_manifest(root):
     return manifest if isinstance(manifest, dict) and manifest.get("generator") == GENERATOR else None
 
 
+def world_parameters(root):
+    """The generation parameters of the complete demo world at ``root``, or None when it is not one."""
+    manifest = _read_manifest(Path(root))
+    if manifest is None or manifest.get("status") != "complete":
+        return None
+    return manifest["parameters"]
+
+
 def _check_replaceable(root):
     if _read_manifest(root) is not None:
         return
@@ -248,9 +256,7 @@ def _generate(root, parameters, progress):
     # NPYDataset also reads, without unpickling it).
     filenames = np.array([f"{i:05d}" for i in range(n_images)], dtype=str)
     assets = _IdentityAssets(texture_size=min(512, max(128, image_size)))
-    exterior = appearance.build_exterior(world["identities"][0])
-    topology = Topology(bfm.faces, verts_uvs, faces_uvs, torch.from_numpy(exterior[1]), exterior[2],
-                        torch.from_numpy(appearance.exterior_outward_signs(*exterior)).float())
+    topology = _topology(bfm, verts_uvs, faces_uvs, world["identities"][0])
 
     batch_size = max(1, BATCH_PIXELS // max(image_size, array_size) ** 2)
     for start in range(0, n_images, batch_size):
@@ -275,6 +281,60 @@ def _generate(root, parameters, progress):
     np.savez(array_dir / "dataset_splits.npz", train=train, val=val)
     return {"n_identities": len(world["identities"]), "n_train": len(train), "n_val": len(val),
             "n_vertices": bfm.n_vertices, "n_faces": bfm.n_faces}
+
+
+def _topology(bfm, verts_uvs, faces_uvs, identity):
+    """Topology of the face model and of the exterior meshes (the same for every identity)."""
+    exterior = appearance.build_exterior(identity)
+    return Topology(bfm.faces, verts_uvs, faces_uvs, torch.from_numpy(exterior[1]), exterior[2],
+                    torch.from_numpy(appearance.exterior_outward_signs(*exterior)).float())
+
+
+def render_reposed(root, image_indices, theta, ep=None, image_size=None):
+    """Images of a demo world re-rendered in requested poses: each image's person, light and background,
+    with the pose ``theta`` framed at the default ``t`` and ``s`` (as ``generation.generate`` frames faces).
+
+    These are ground-truth images whose geometry is known exactly: the error floor of anything that
+    estimates pose or landmarks from images (the evaluation's geometric consistency).
+
+    Args:
+        root: a complete demo world.
+        image_indices: (B,) rows of its dataset.
+        theta: (B, 3) Euler angles in degrees (pitch, yaw, roll).
+        ep: (B, K_expr) expressions, or None for each image's own (its ``ep.npy`` row).
+        image_size: side of the renders (default: the world's image size).
+
+    Returns:
+        (B, S, S, 3) float32 in [0, 1].
+
+    Raises:
+        ValueError: ``root`` is not a complete demo world, or an index is out of range.
+    """
+    root = Path(root)
+    parameters = world_parameters(root)
+    if parameters is None:
+        raise ValueError(f"{root} is not a complete demo world (no finished {MANIFEST})")
+    index = np.asarray(image_indices, dtype=np.int64).reshape(-1)
+    if len(index) and (index.min() < 0 or index.max() >= parameters["n_images"]):
+        raise ValueError(f"image indices must be in [0, {parameters['n_images']}), got {index.min()}..{index.max()}")
+    bfm = BFM2017(root / BFM_FILE)
+    verts_uvs, faces_uvs = load_uv_parameterization(root / UV_FILE)
+    world = _sample_world(parameters, bfm.shape_variance.numpy(), bfm.expression_variance.numpy())
+    n = len(index)
+    views = {name: value[index] for name, value in world.items() if name != "identities"}
+    views["identities"] = world["identities"]
+    views["R"] = euler_to_rotation(torch.as_tensor(theta, dtype=torch.float32).reshape(n, 3)).numpy()
+    views["t"] = np.tile(np.asarray(DEFAULT_T, dtype=np.float32), (n, 1))
+    views["s"] = np.full((n, 1), DEFAULT_S, dtype=np.float32)
+    if ep is not None:
+        views["ep"] = np.asarray(ep, dtype=np.float32).reshape(n, -1)
+    size = parameters["image_size"] if image_size is None else int(image_size)
+    assets = _IdentityAssets(texture_size=min(512, max(128, size)))
+    topology = _topology(bfm, verts_uvs, faces_uvs, world["identities"][0])
+    batch_size = max(1, BATCH_PIXELS // size ** 2)
+    images = [render_scenes(_scene_batch(views, np.arange(start, min(start + batch_size, n)), bfm, assets),
+                            topology, size).image for start in range(0, n, batch_size)]
+    return torch.cat(images).numpy() if images else np.zeros((0, size, size, 3), np.float32)
 
 
 def _scene_batch(world, index, bfm, assets):

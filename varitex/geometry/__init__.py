@@ -11,7 +11,8 @@ conventions (Euler angles, posing, camera, UV layout) and the tolerances of that
 """
 from varitex.geometry.bfm import BFM2017, save_bfm2017
 from varitex.geometry.camera import focal_length, pixel_centers, project_to_ndc
-from varitex.geometry.posing import DEFAULT_S, DEFAULT_T, euler_to_rotation, pose_vertices, rotation_to_euler
+from varitex.geometry.posing import (DEFAULT_S, DEFAULT_T, euler_to_rotation, pose_vertices, rotation_angle_deg,
+                                     rotation_to_euler)
 from varitex.geometry.rasterizer import Fragments, rasterize
 from varitex.geometry.uv_factory import BFMUVFactory
 from varitex.geometry.uv_parameterization import load_uv_parameterization, save_uv_parameterization
@@ -19,6 +20,7 @@ from varitex.geometry.uv_render import interpolate_uv, render_uv
 
 __all__ = [
     "BFM2017", "save_bfm2017", "focal_length", "pixel_centers", "project_to_ndc", "DEFAULT_S", "DEFAULT_T",
-    "euler_to_rotation", "rotation_to_euler", "pose_vertices", "Fragments", "rasterize", "BFMUVFactory",
+    "euler_to_rotation", "pose_vertices", "rotation_angle_deg", "rotation_to_euler", "Fragments", "rasterize",
+    "BFMUVFactory",
     "load_uv_parameterization", "save_uv_parameterization", "interpolate_uv", "render_uv",
 ]

@@ -57,6 +57,19 @@ def rotation_to_euler(R):
     return torch.rad2deg(torch.stack([pitch, yaw, roll], dim=-1)).to(dtype)
 
 
+def rotation_angle_deg(R_a, R_b):
+    """Geodesic distance between rotations: the angle of ``R_a^T R_b``, in degrees.
+
+    Args:
+        R_a, R_b: (..., 3, 3) rotations.
+    Returns:
+        (...) float in [0, 180].
+    """
+    R_a, R_b = torch.as_tensor(R_a, dtype=torch.float64), torch.as_tensor(R_b, dtype=torch.float64)
+    cosine = ((R_a * R_b).sum(dim=(-2, -1)) - 1) / 2
+    return torch.rad2deg(torch.acos(cosine.clamp(-1.0, 1.0))).float()
+
+
 def pose_vertices(vertices, R, t, s, correct_translation=True):
     """Rigidly pose vertices with the authors' row-vector convention (their ``apply_Rts``).
 

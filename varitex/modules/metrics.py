@@ -27,6 +27,39 @@ def ssim(fake, real):
     return structural_similarity_index_measure(fake, real, data_range=255.0)
 
 
+def _mask_mean(values, mask):
+    """(B,) mean of (B, C, H, W) values over the pixels where ``mask`` (B, 1, H, W) is true (all when None)."""
+    weight = torch.ones_like(values[:, :1]) if mask is None else mask.to(values.dtype)
+    return (values * weight).sum((1, 2, 3)) / (weight.sum((1, 2, 3)) * values.shape[1]).clamp(min=1e-12)
+
+
+def psnr_per_image(fake, real, mask=None):
+    """PSNR in dB of each image (0..255 scale), over the head pixels when ``mask`` is given.
+
+    Args:
+        fake, real: (B, 3, H, W) ImageNet-normalized; mask: (B, 1, H, W) bool/0-1 or None.
+    Returns:
+        (B,) float; inf for identical images.
+    """
+    fake, real = denormalize(fake.float(), 255.0), denormalize(real.float(), 255.0)
+    return 10 * torch.log10(255.0 ** 2 / _mask_mean((fake - real) ** 2, mask))
+
+
+def ssim_per_image(fake, real, mask=None):
+    """SSIM of each image (0..255 scale, Gaussian window 11, sigma 1.5): the mean of the SSIM map, over the
+    head pixels when ``mask`` is given.
+
+    Args:
+        fake, real: (B, 3, H, W) ImageNet-normalized; mask: (B, 1, H, W) bool/0-1 or None.
+    Returns:
+        (B,) float in [-1, 1]; 1 for identical images.
+    """
+    fake, real = denormalize(fake.float(), 255.0), denormalize(real.float(), 255.0)
+    _, full = structural_similarity_index_measure(fake, real, data_range=255.0, reduction="none",
+                                                  return_full_image=True)
+    return _mask_mean(full, mask)
+
+
 class LPIPSMetric(nn.Module):
     """LPIPS distance (Zhang et al. 2018, ``lpips`` package, AlexNet trunk) averaged over the batch.
 
@@ -36,14 +69,15 @@ class LPIPSMetric(nn.Module):
     random; PipelineModule then refuses to validate unless told otherwise.
     """
 
-    def __init__(self):
+    def __init__(self, weights_path=None):
+        """weights_path: torchvision's AlexNet IMAGENET1K_V1 state_dict file (default: torchvision's cache)."""
         super().__init__()
         with warnings.catch_warnings():
             # lpips builds torchvision's AlexNet with the deprecated ``pretrained=False`` argument.
             warnings.simplefilter("ignore", UserWarning)
             self.metric = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False)
         self.pretrained_source, self.missing_reason = load_torchvision_features(
-            self.metric.net.children(), torchvision.models.AlexNet_Weights.IMAGENET1K_V1)
+            self.metric.net.children(), torchvision.models.AlexNet_Weights.IMAGENET1K_V1, weights_path)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         if any(key.startswith(prefix + "metric.net.") for key in state_dict):
@@ -52,8 +86,12 @@ class LPIPSMetric(nn.Module):
 
     def forward(self, fake, real):
         """fake, real: (B, 3, H, W) ImageNet-normalized -> 0-dim tensor (mean LPIPS over the batch)."""
+        return self.per_image(fake, real).mean()
+
+    def per_image(self, fake, real):
+        """fake, real: (B, 3, H, W) ImageNet-normalized -> (B,) LPIPS distances (0 for identical images)."""
         fake, real = denormalize(fake.float()), denormalize(real.float())
-        return self.metric(fake, real, normalize=True).mean()
+        return self.metric(fake, real, normalize=True).flatten()
 
 
 @torch.no_grad()

@@ -23,7 +23,7 @@ import torch
 
 from varitex.data.paths import require_path
 from varitex.modules.configs import NOT_INHERITED, merge_saved_options
-from varitex.options.eval_options import EditOptions, EvalOptions, InvertOptions
+from varitex.options.eval_options import EditOptions, EvalOptions, EvaluateOptions, InvertOptions
 from varitex.options.train_options import TrainOptions
 from varitex.safe_io import load_json, load_npz, stem_problem
 
@@ -191,13 +191,14 @@ class RunSettings(NamedTuple):
     checkpoint: dict | None        # the content of --checkpoint, read once; None for a fresh run
 
 
-PROGRAMS = {"train": TrainOptions, "inference": EvalOptions, "demo": EvalOptions, "invert": InvertOptions,
-            "edit": EditOptions}
+PROGRAMS = {"train": TrainOptions, "inference": EvalOptions, "evaluate": EvaluateOptions, "demo": EvalOptions,
+            "invert": InvertOptions, "edit": EditOptions}
 # Paths each program needs, checked after all sources are merged (invert and edit need --path_out only
 # when --output is not given).
 REQUIRED_PATHS = {
     "train": ("dataroot_npy", "image_folder", "path_bfm", "path_uv", "path_out"),
     "inference": ("dataroot_npy", "image_folder", "path_bfm", "path_uv", "path_out"),
+    "evaluate": ("dataroot_npy", "image_folder", "path_bfm", "path_uv"),
     "demo": ("path_bfm", "path_uv"),
     "invert": ("dataroot_npy", "image_folder"),
     "edit": ("dataroot_npy", "path_bfm", "path_uv"),
@@ -211,7 +212,7 @@ def resolve(program: str, argv: list[str] | None = None, overrides: Mapping[str,
     """The one place where options become a run's settings: defaults, --demo preset, checkpoint, flags.
 
     Args:
-        program: "train", "inference", "demo" (the notebook's Demo class), "invert" or "edit".
+        program: "train", "inference", "evaluate", "demo" (the notebook's Demo class), "invert" or "edit".
         argv: command-line flags (None: sys.argv for train/inference, none for the demo).
         overrides: option values that count as typed by the user (the notebook's dict, keyword arguments).
     Returns:
@@ -267,7 +268,7 @@ def resolve(program: str, argv: list[str] | None = None, overrides: Mapping[str,
     if program == "train" and opt.dataset_split not in ("train", "all"):
         raise ValueError(f"--dataset_split {opt.dataset_split!r} cannot be used for training: use 'train' "
                          f"(train on the train split, validate on val) or 'all' (everything, no validation)")
-    if program in ("inference", "invert", "edit"):
+    if program in ("inference", "evaluate", "invert", "edit"):
         check_split(opt)
     return RunSettings(resolve_device(opt), checkpoint)
 
