@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from varitex.geometry.uv_factory import resolve_device
 from varitex.options.base_options import env_default, require_path
 from varitex.preprocess.pipeline import Preprocessor, Settings
 from varitex.preprocess.sheet import contact_sheet
@@ -82,12 +83,11 @@ def list_inputs(paths, output):
     return inputs
 
 
-def resolve_device(name):
+def device_for(name):
+    """--device: ``auto`` is the GPU when there is one, else the CPU; others as torch names them."""
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {name} was requested but CUDA is not available; use --device cpu or auto")
-    return name
+    return str(resolve_device(name))
 
 
 def preprocess(args, landmarker=None, log=print):
@@ -110,7 +110,7 @@ def preprocess(args, landmarker=None, log=print):
     if len(pending) < len(inputs):
         log(f"{PROGRAM}: resuming: {len(inputs) - len(pending)} of {len(inputs)} inputs already done in {args.output}")
     if pending:
-        preprocessor = Preprocessor(settings, device=resolve_device(args.device), landmarker=landmarker)
+        preprocessor = Preprocessor(settings, device=device_for(args.device), landmarker=landmarker)
         with tqdm(total=len(pending), desc=PROGRAM, unit="photo", disable=None) as progress:
             for start in range(0, len(pending), args.batch_size):
                 for result in preprocessor.run_batch(pending[start:start + args.batch_size]):

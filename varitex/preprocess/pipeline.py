@@ -17,6 +17,7 @@ InputResult with status "failed" and the reason; it never stops the batch.
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Optional
 
 import numpy as np
@@ -110,8 +111,6 @@ class Preprocessor:
     """
 
     def __init__(self, settings, device="cpu", landmarker=None):
-        from types import SimpleNamespace
-
         self.settings = settings
         self.device = torch.device(device)
         if landmarker is None:
