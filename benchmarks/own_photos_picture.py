@@ -5,7 +5,7 @@
 
 Tiles: the FFHQ-aligned photo, the fitted uv over it, the segmentation (CelebAMask-HQ colours), the uv map
 (u red, v green), and, with --checkpoint (e.g. the demo model of ``varitex-train --demo``), that model's
-reconstruction of the photo. Uses the embedded demo world's face model (generated if needed).
+reconstruction of the photo. Uses the embedded demo face model (written to a temporary folder).
 """
 import argparse
 import os
@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from varitex.data.synthetic import BFM_FILE, UV_FILE, ensure_demo_world
+from varitex.data.synthetic_face_model import build_face_model
+from varitex.geometry import save_bfm2017, save_uv_parameterization
 from varitex.preprocess import cli
 from varitex.preprocess.sheet import item_tiles
 from varitex.preprocess.writer import DATASET, IMAGES
@@ -30,10 +31,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
     from skimage.data import astronaut
 
-    world = ensure_demo_world()
-    flags = ["--path_bfm", str(world / BFM_FILE), "--path_uv", str(world / UV_FILE), "--device", "cpu"]
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
+        model = build_face_model()
+        save_bfm2017(folder / "model.h5", model.mean, model.shape_basis, model.shape_variance, model.expression_basis,
+                     model.expression_variance, model.faces)
+        save_uv_parameterization(folder / "face12.json", model.verts_uvs, model.faces)
+        flags = ["--path_bfm", str(folder / "model.h5"), "--path_uv", str(folder / "face12.json"), "--device", "cpu"]
         Image.fromarray(astronaut()).save(folder / "astronaut.png")
         out = folder / "out"
         cli.main([str(folder / "astronaut.png"), "--output", str(out)] + flags)
