@@ -75,8 +75,11 @@ def list_inputs(paths, output):
             files.append(path)
         else:
             raise FileNotFoundError(f"input {path} does not exist")
-    seen, inputs = {}, []
-    for file in dict.fromkeys(files):
+    seen, inputs, resolved = {}, [], set()
+    for file in files:
+        if file.resolve() in resolved:
+            continue  # the same file named twice
+        resolved.add(file.resolve())
         stem = file.stem
         seen[stem] = seen.get(stem, 0) + 1
         inputs.append((file, stem if seen[stem] == 1 else f"{stem}-{seen[stem]}"))
@@ -105,7 +108,7 @@ def preprocess(args, landmarker=None, log=print):
     fingerprint = {**vars(settings), "path_bfm": str(Path(settings.path_bfm).resolve()),
                    "path_uv": str(Path(settings.path_uv).resolve())}
     output = OutputFolder(args.output, fingerprint)
-    records = {file: output.finished(file) for file, _ in inputs}
+    records = {file: output.finished(file, stem) for file, stem in inputs}
     pending = [(file, [stem]) for file, stem in inputs if records[file] is None]
     if len(pending) < len(inputs):
         log(f"{PROGRAM}: resuming: {len(inputs) - len(pending)} of {len(inputs)} inputs already done in {args.output}")
