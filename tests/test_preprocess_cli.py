@@ -254,3 +254,13 @@ def test_val_split_is_chosen_by_stem_and_stable_when_photos_are_added():
     _, val_more = split_by_stem(stems + [f"new{i}" for i in range(5)], 0.2)
     assert len(set(val.tolist()) & set(val_more.tolist())) >= 8
     assert split_by_stem(stems, 0.0)[1].size == 0
+
+
+def test_worker_processes_give_the_same_dataset(world, tmp_path):
+    images = [str(world / "FFHQ" / "images" / f"{i:05d}.png") for i in (1, 6)]
+    flags = ["--aligned", "--array_size", "64", "--batch_size", "1"] + model_flags(world)
+    cli.main(images + ["--output", str(tmp_path / "one")] + flags)
+    cli.main(images + ["--output", str(tmp_path / "two"), "--workers", "2"] + flags)
+    one, two = load_output(tmp_path / "one"), load_output(tmp_path / "two")
+    for name in ARRAYS:
+        assert np.array_equal(one[name], two[name]), name
