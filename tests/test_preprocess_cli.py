@@ -264,3 +264,12 @@ def test_worker_processes_give_the_same_dataset(world, tmp_path):
     one, two = load_output(tmp_path / "one"), load_output(tmp_path / "two")
     for name in ARRAYS:
         assert np.array_equal(one[name], two[name]), name
+
+
+def test_a_stage_refusing_a_photo_fails_only_that_photo(tmp_path, monkeypatch):
+    preprocessor = pipeline.Preprocessor.__new__(pipeline.Preprocessor)
+    preprocessor.settings = pipeline.Settings(path_bfm="unused", path_uv="unused")
+    monkeypatch.setattr(preprocessor, "_faces_of", lambda path, result: (_ for _ in ()).throw(
+        ValueError("the alignment square lies outside the image")), raising=False)
+    (result,) = preprocessor._run_batch([(tmp_path / "photo.png", ["photo"])])
+    assert (result.status, result.reason) == ("failed", "the alignment square lies outside the image")

@@ -149,7 +149,7 @@ class Preprocessor:
             result = InputResult(path=str(path), stems=list(stems))
             try:
                 faces += [(result, *face) for face in self._faces_of(path, result)]
-            except InputError as error:
+            except (InputError, ValueError) as error:  # ValueError: a stage refused this photo (e.g. too small)
                 result.status, result.reason = "failed", str(error)
             results.append(result)
         if faces:
