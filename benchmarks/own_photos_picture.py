@@ -5,7 +5,7 @@
 
 Tiles: the FFHQ-aligned photo, the fitted uv over it, the segmentation (CelebAMask-HQ colours), the uv map
 (u red, v green), and, with --checkpoint (e.g. the demo model of ``varitex-train --demo``), that model's
-reconstruction of the photo. Uses the embedded demo world's face model (generated if needed).
+reconstruction of the photo. Uses the embedded demo face model (written to a temporary folder).
 """
 import argparse
 import os

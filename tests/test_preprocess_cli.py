@@ -232,3 +232,44 @@ def test_other_settings_on_the_same_folder_are_refused(world, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "holds results made with other settings (aligned: True -> False)" in err
     shutil.rmtree(tmp_path / WORK)
+
+
+def test_inputs_are_listed_recursively_with_unique_stems(tmp_path):
+    for name in ("a/x.png", "a/.hidden.png", "b/x.jpg", "b/y.png", "out/images/x.png"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    inputs = cli.list_inputs([str(tmp_path / "a"), str(tmp_path), str(tmp_path / "b" / "y.png")], tmp_path / "out")
+    assert [(path.relative_to(tmp_path).as_posix(), stem) for path, stem in inputs] == [
+        ("a/x.png", "x"), ("b/x.jpg", "x-2"), ("b/y.png", "y")]
+    with pytest.raises(FileNotFoundError, match="input .*missing.png does not exist"):
+        cli.list_inputs([str(tmp_path / "missing.png")], tmp_path / "out")
+
+
+def test_val_split_is_chosen_by_stem_and_stable_when_photos_are_added():
+    from varitex.preprocess.writer import split_by_stem
+
+    stems = [f"photo{i}" for i in range(50)]
+    train, val = split_by_stem(stems, 0.2)
+    assert len(val) == 10 and sorted(np.concatenate([train, val]).tolist()) == list(range(50))
+    _, val_more = split_by_stem(stems + [f"new{i}" for i in range(5)], 0.2)
+    assert len(set(val.tolist()) & set(val_more.tolist())) >= 8
+    assert split_by_stem(stems, 0.0)[1].size == 0
+
+
+def test_worker_processes_give_the_same_dataset(world, tmp_path):
+    images = [str(world / "FFHQ" / "images" / f"{i:05d}.png") for i in (1, 6)]
+    flags = ["--aligned", "--array_size", "64", "--batch_size", "1"] + model_flags(world)
+    cli.main(images + ["--output", str(tmp_path / "one")] + flags)
+    cli.main(images + ["--output", str(tmp_path / "two"), "--workers", "2"] + flags)
+    one, two = load_output(tmp_path / "one"), load_output(tmp_path / "two")
+    for name in ARRAYS:
+        assert np.array_equal(one[name], two[name]), name
+
+
+def test_a_stage_refusing_a_photo_fails_only_that_photo(tmp_path, monkeypatch):
+    preprocessor = pipeline.Preprocessor.__new__(pipeline.Preprocessor)
+    preprocessor.settings = pipeline.Settings(path_bfm="unused", path_uv="unused")
+    monkeypatch.setattr(preprocessor, "_faces_of", lambda path, result: (_ for _ in ()).throw(
+        ValueError("the alignment square lies outside the image")), raising=False)
+    (result,) = preprocessor._run_batch([(tmp_path / "photo.png", ["photo"])])
+    assert (result.status, result.reason) == ("failed", "the alignment square lies outside the image")
