@@ -15,6 +15,9 @@ Differences from the authors' code, all without effect on the values unless stat
   raise ValueError naming file, row and image, where the authors printed and called exit(0); missing or
   undecodable PNGs raise FileNotFoundError / ValueError naming path and index.
 """
+from __future__ import annotations
+
+import argparse
 import hashlib
 from pathlib import Path
 
@@ -64,7 +67,7 @@ class NPYDataset(torch.utils.data.Dataset):
             authors' training script turns it on for training only. None -> off.
     """
 
-    def __init__(self, opt, split=None, augmentation=None):
+    def __init__(self, opt: argparse.Namespace, split: str | None = None, augmentation: bool | None = None):
         if opt.image_h != opt.image_w:
             raise ValueError(f"only square images are supported: --image_h {opt.image_h} != --image_w {opt.image_w}")
         self.opt = opt
@@ -347,7 +350,7 @@ def rgb8(image, path):
     return image.convert("RGB")
 
 
-def split_indices(dataroot, split, n_rows):
+def split_indices(dataroot: str | Path, split: str, n_rows: int) -> np.ndarray:
     """Row indices of ``split`` ('all' or a key of ``dataroot/dataset_splits.npz``) for arrays of ``n_rows``.
 
     A boolean mask over the rows is accepted (its True rows); floats, duplicates and out-of-range indices

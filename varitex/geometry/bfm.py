@@ -6,6 +6,8 @@ Layout (docs/conventions.md): ``shape/model/mean`` (3V,), ``shape/model/pcaBasis
 interleaved x0 y0 z0 x1 y1 z1 ... in millimetres. Counts are read from the file (V = 28,588, F = 56,572,
 K = 199 / 100 for ``model2017-1_face12_nomouth.h5``).
 """
+from __future__ import annotations
+
 from pathlib import Path
 
 import h5py
@@ -33,7 +35,7 @@ def _open_h5(path):
                             f"truncated or of another format") from None
 
 
-def bfm_counts(path):
+def bfm_counts(path: str | Path) -> tuple[int, int, int, int]:
     """(n_shape, n_expression) of a BFM 2017 file, read from the datasets' shapes only."""
     path = Path(path)
     if not path.is_file():
@@ -55,7 +57,7 @@ class BFM2017:
         shape_variance: (K_shape,) float32 PCA variances; expression_variance likewise (K_expr,).
     """
 
-    def __init__(self, path):
+    def __init__(self, path: str | Path):
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"Basel Face Model file not found: {self.path}")
@@ -113,7 +115,7 @@ class BFM2017:
             raise ValueError(f"{name} coefficients must have shape (B, {expected}) for {self.path.name}, "
                              f"got {tuple(coefficients.shape)}")
 
-    def generate_vertices(self, sp, ep):
+    def generate_vertices(self, sp: torch.Tensor, ep: torch.Tensor) -> torch.Tensor:
         """Vertices of the model for batched coefficients: ``mean + shapeBasis @ sp + expressionBasis @ ep``.
 
         The expression model's mean is not added: an authors' quirk, kept so that the same coefficients
@@ -136,11 +138,13 @@ class BFM2017:
         flat = torch.addmm(mean, sp.to(dtype), shape_basis.T) + ep.to(device=sp.device, dtype=dtype) @ expression_basis.T
         return flat.view(sp.shape[0], self.n_vertices, 3)
 
-    def sample_shape(self, n, std_multiplier=1.0, generator=None):
+    def sample_shape(self, n: int, std_multiplier: float = 1.0,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
         """(n, K_shape) float32 shape coefficients, coefficient i ~ N(0, pcaVariance_i * std_multiplier^2)."""
         return self._sample(self.shape_variance, n, std_multiplier, generator)
 
-    def sample_expression(self, n, std_multiplier=1.0, generator=None):
+    def sample_expression(self, n: int, std_multiplier: float = 1.0,
+                          generator: torch.Generator | None = None) -> torch.Tensor:
         """(n, K_expr) float32 expression coefficients, coefficient i ~ N(0, pcaVariance_i * std_multiplier^2)."""
         return self._sample(self.expression_variance, n, std_multiplier, generator)
 

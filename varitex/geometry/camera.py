@@ -4,12 +4,14 @@ It reproduces PyTorch3D's ``FoVPerspectiveCameras`` with ``look_at_view_transfor
 at=(0,0,-1), up=(0,1,0))`` in the float32 operation order PyTorch3D uses, so that projected vertices and
 pixel centres are bit-identical to what its rasterizer consumes.
 """
+from __future__ import annotations
+
 import math
 
 import torch
 
 
-def focal_length(fov=30.0):
+def focal_length(fov: float = 30.0) -> float:
     """NDC focal length ``1 / tan(fov / 2)`` as float32, rounded as PyTorch3D computes it.
 
     Args:
@@ -25,7 +27,7 @@ def focal_length(fov=30.0):
     return (2.0 / (max_x - (-max_x))).item()
 
 
-def project_to_ndc(vertices, fov=30.0):
+def project_to_ndc(vertices: torch.Tensor, fov: float = 30.0) -> torch.Tensor:
     """World space -> what the rasterizer consumes: (x_ndc, y_ndc, z_view).
 
     View space is PyTorch3D's (+x left, +y up, +z into the scene): ``(x_v, y_v, z_v) = (-x, y, -z)``.
@@ -46,7 +48,7 @@ def project_to_ndc(vertices, fov=30.0):
     return torch.stack([(x_view * f) / z_view, (y_view * f) / z_view, z_view], dim=-1)
 
 
-def pixel_centers(image_size, device=None):
+def pixel_centers(image_size: int, device: torch.device | str | None = None) -> torch.Tensor:
     """NDC coordinates of the pixel centres along one image axis, ascending.
 
     Entry ``i`` is ``(2 i + 1) / S - 1`` in float32 (PyTorch3D's formula). Column ``c`` of the image has

@@ -1,4 +1,6 @@
 """Euler angles to rotation matrices, and the authors' rigid posing of face-model vertices (docs/conventions.md)."""
+from __future__ import annotations
+
 import torch
 
 # Pose used when re-posing a face (pose grids, the demo): the mesh centred 57 units in front of the
@@ -7,7 +9,7 @@ DEFAULT_T = (0.0, -2.0, -57.0)
 DEFAULT_S = 0.1
 
 
-def euler_to_rotation(theta):
+def euler_to_rotation(theta: torch.Tensor) -> torch.Tensor:
     """Rotation matrices from Euler angles in degrees.
 
     Args:
@@ -36,7 +38,7 @@ def euler_to_rotation(theta):
     return (rz @ ry @ rx).to(dtype)
 
 
-def rotation_to_euler(R):
+def rotation_to_euler(R: torch.Tensor) -> torch.Tensor:
     """Euler angles of rotation matrices: the inverse of `euler_to_rotation` (pitch and roll in (-180, 180],
     yaw in [-90, 90]).
 
@@ -57,7 +59,7 @@ def rotation_to_euler(R):
     return torch.rad2deg(torch.stack([pitch, yaw, roll], dim=-1)).to(dtype)
 
 
-def rotation_angle_deg(R_a, R_b):
+def rotation_angle_deg(R_a: torch.Tensor, R_b: torch.Tensor) -> torch.Tensor:
     """Geodesic distance between rotations: the angle of ``R_a^T R_b``, in degrees.
 
     Args:
@@ -70,7 +72,8 @@ def rotation_angle_deg(R_a, R_b):
     return torch.rad2deg(torch.acos(cosine.clamp(-1.0, 1.0))).float()
 
 
-def pose_vertices(vertices, R, t, s, correct_translation=True):
+def pose_vertices(vertices: torch.Tensor, R: torch.Tensor, t: torch.Tensor, s: torch.Tensor,
+                  correct_translation: bool = True) -> torch.Tensor:
     """Rigidly pose vertices with the authors' row-vector convention (their ``apply_Rts``).
 
     ``v' = s * ((v - c) @ R + c) + t`` with ``c`` the per-mesh vertex centroid, so that the mesh rotates

@@ -16,6 +16,8 @@ bounding box (found exactly with ``searchsorted`` on the float32 centres), the p
 vectorized pass, and a per-pixel ``amin`` over a packed (depth bits, face index) key resolves visibility.
 Faces are processed in chunks only to bound the memory of the pair arrays.
 """
+from __future__ import annotations
+
 from typing import NamedTuple
 
 import torch
@@ -177,7 +179,8 @@ def _enumerate_pairs(counts, widths):
     return local, row, offset - row * width
 
 
-def rasterize(vertices, faces, image_size, fov=30.0, znear=1.0, zfar=1000.0, perspective_correct=False):
+def rasterize(vertices: torch.Tensor, faces: torch.Tensor, image_size: int, fov: float = 30.0, znear: float = 1.0,
+              zfar: float = 1000.0, perspective_correct: bool = False) -> Fragments:
     """Rasterize a batch of meshes that share one topology with the fixed VariTex camera.
 
     Args:

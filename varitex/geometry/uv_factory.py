@@ -1,4 +1,6 @@
 """UV maps of the Basel Face Model for given shape, expression and pose (the authors' ``BFMUVFactory``)."""
+from __future__ import annotations
+
 import os
 
 import torch
@@ -48,7 +50,8 @@ class BFMUVFactory:
     def _tensor(self, x):
         return torch.as_tensor(x, dtype=torch.float32).to(self.device)
 
-    def getUV(self, R, t, s, sp, ep, correct_translation=True):  # noqa: N802 (the authors' name)
+    def getUV(self, R: torch.Tensor, t: torch.Tensor, s: torch.Tensor, sp: torch.Tensor, ep: torch.Tensor,  # noqa: N802
+              correct_translation: bool = True) -> torch.Tensor:  # (the authors' name)
         """UV maps of the model with coefficients (sp, ep) posed by (R, t, s).
 
         Args:

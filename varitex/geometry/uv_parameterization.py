@@ -3,6 +3,8 @@
 ``{"textureMapping": {"pointData": [[u, v], ...], "triangles": [[i, j, k], ...]}}``: per-UV-vertex
 coordinates in [0, 1] (T, 2) and one triple of UV-vertex indices per mesh face (F, 3).
 """
+from __future__ import annotations
+
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,7 @@ from varitex.safe_io import load_json, save_json
 
 UV_TOLERANCE = 1e-3  # UVs a little outside [0, 1] (float round-off in exported files) are accepted
 
-def load_uv_parameterization(path):
+def load_uv_parameterization(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
     """Read a face12.json-style UV parameterization.
 
     Args:

@@ -1,10 +1,12 @@
 """Per-pixel UV maps: rasterize posed meshes and interpolate their per-corner UVs (docs/conventions.md)."""
+from __future__ import annotations
+
 import torch
 
-from varitex.geometry.rasterizer import check_faces, rasterize
+from varitex.geometry.rasterizer import Fragments, check_faces, rasterize
 
 
-def interpolate_uv(fragments, verts_uvs, faces_uvs):
+def interpolate_uv(fragments: Fragments, verts_uvs: torch.Tensor, faces_uvs: torch.Tensor) -> torch.Tensor:
     """Barycentric interpolation of per-corner UVs, mapped from [0, 1] to [-1, 1].
 
     Args:
@@ -25,7 +27,8 @@ def interpolate_uv(fragments, verts_uvs, faces_uvs):
     return uv
 
 
-def render_uv(vertices, faces, verts_uvs, faces_uvs, image_size, perspective_correct=False, fov=30.0):
+def render_uv(vertices: torch.Tensor, faces: torch.Tensor, verts_uvs: torch.Tensor, faces_uvs: torch.Tensor,
+              image_size: int, perspective_correct: bool = False, fov: float = 30.0) -> torch.Tensor:
     """Render UV maps of posed meshes with the fixed VariTex camera (PyTorch3D-compatible).
 
     Args:
