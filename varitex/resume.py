@@ -9,9 +9,10 @@ What a training step depends on, and how it is made reproducible from a checkpoi
   on the DataLoader worker that loads the item nor on what that worker loaded before (persistent workers);
 - where in the epoch the run stopped: `ResumableTraining` stores the epoch and the batches done in the
   checkpoint, and the sampler skips those batches after a mid-epoch resume;
-- every other random draw of a step (the latent sample, the discriminator step's recomputed sample, anything
-  a callback draws between steps: image logging, precise BatchNorm, validation): torch's, numpy's and
-  Python's global generators are reseeded from (seed, rank, epoch, batch) before each training batch.
+- every other random draw (the latent sample, the discriminator step's recomputed sample, anything a callback
+  draws: image logging, precise BatchNorm, validation): torch's, numpy's and Python's global generators are
+  reseeded from (seed, rank, epoch, batch) before each training batch, and from (seed, rank, epoch) before
+  each validation and at the end of each epoch.
 
 A Ctrl-C is honoured at the end of the running batch (the checkpoint then holds a consistent state); a second
 Ctrl-C stops at once.
@@ -119,10 +120,15 @@ class ResumableTraining(Callback):
         self._raise_if_interrupted()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        seed = mix_seed(self.seed, trainer.global_rank, trainer.current_epoch, batch_idx)
-        torch.manual_seed(seed)  # CPU and every CUDA device
-        np.random.seed(seed % 2 ** 32)
-        random.seed(seed)
+        _reseed(mix_seed(self.seed, trainer.global_rank, trainer.current_epoch, batch_idx))
+
+    def on_validation_start(self, trainer, pl_module):
+        # Before precise BatchNorm (a later callback) draws its batches, and before validation samples latents.
+        if not trainer.sanity_checking:
+            _reseed(mix_seed(self.seed, trainer.global_rank, trainer.current_epoch, -1))
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        _reseed(mix_seed(self.seed, trainer.global_rank, trainer.current_epoch, -2))
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.batches_done = batch_idx + 1
@@ -157,3 +163,10 @@ class ResumableTraining(Callback):
         if self._previous_handler is not None:
             signal.signal(signal.SIGINT, self._previous_handler)
             self._previous_handler = None
+
+
+def _reseed(seed):
+    """Seed torch's (CPU and every CUDA device), numpy's and Python's global generators."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    random.seed(seed)
