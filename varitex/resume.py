@@ -17,8 +17,9 @@ What a training step depends on, and how it is made reproducible from a checkpoi
 A Ctrl-C is honoured at the end of the running batch (the checkpoint then holds a consistent state); a second
 Ctrl-C stops at once.
 
-With several processes (DDP) the data order and augmentation stay deterministic, but a mid-epoch resume
-replays the interrupted epoch from its start (a warning says so); epoch-end resumes stay exact.
+Known gap: a resume after a Ctrl-C in the middle of an epoch is not exact yet (the resumed run ends that epoch
+one batch early). With several processes (DDP) the data order and augmentation stay deterministic and a
+mid-epoch resume replays the interrupted epoch from its start (a warning says so).
 """
 import math
 import random
