@@ -17,9 +17,9 @@ What a training step depends on, and how it is made reproducible from a checkpoi
 A Ctrl-C is honoured at the end of the running batch (the checkpoint then holds a consistent state); a second
 Ctrl-C stops at once.
 
-Known gap: a resume after a Ctrl-C in the middle of an epoch is not exact yet (the resumed run ends that epoch
-one batch early). With several processes (DDP) the data order and augmentation stay deterministic and a
-mid-epoch resume replays the interrupted epoch from its start (a warning says so).
+Known gap: a resume after a Ctrl-C in the middle of an epoch is not exact yet: skipping the finished batches
+ended the resumed epoch one batch early (Lightning's restart counters disagree), so for now the interrupted
+epoch is replayed from its start, with a warning, as Lightning did before.
 """
 import math
 import random
@@ -107,9 +107,11 @@ class ResumableTraining(Callback):
         self.batches_done = self.sampler.skip_batches
 
     def on_fit_start(self, trainer, pl_module):
-        if trainer.world_size > 1 and self.sampler.skip_batches:
-            rank_zero_warn(f"resuming in the middle of epoch {self.sampler.epoch} with {trainer.world_size} "
-                           f"processes: that epoch is replayed from its start (exact resume is per epoch with DDP)")
+        # Skipping the finished batches of an interrupted epoch does not agree with Lightning's restart counters
+        # yet (the resumed epoch ended one batch early), so the interrupted epoch is replayed from its start.
+        if self.sampler.skip_batches:
+            rank_zero_warn(f"resuming in the middle of epoch {self.sampler.epoch}: that epoch is replayed from its "
+                           f"start (resume is exact at epoch boundaries only)")
             self.sampler.skip_batches = self.batches_done = 0
 
     # ---- randomness ----------------------------------------------------------------------------------------
