@@ -9,15 +9,17 @@ What a training step depends on, and how it is made reproducible from a checkpoi
   on the DataLoader worker that loads the item nor on what that worker loaded before (persistent workers);
 - where in the epoch the run stopped: `ResumableTraining` stores the epoch and the batches done in the
   checkpoint, and the sampler skips those batches after a mid-epoch resume;
-- every other random draw of a step (the latent sample, the discriminator step's recomputed sample, anything
-  a callback draws between steps: image logging, precise BatchNorm, validation): torch's, numpy's and
-  Python's global generators are reseeded from (seed, rank, epoch, batch) before each training batch.
+- every other random draw (the latent sample, the discriminator step's recomputed sample, anything a callback
+  draws: image logging, precise BatchNorm, validation): torch's, numpy's and Python's global generators are
+  reseeded from (seed, rank, epoch, batch) before each training batch, and from (seed, rank, epoch) before
+  each validation and at the end of each epoch.
 
 A Ctrl-C is honoured at the end of the running batch (the checkpoint then holds a consistent state); a second
 Ctrl-C stops at once.
 
-With several processes (DDP) the data order and augmentation stay deterministic, but a mid-epoch resume
-replays the interrupted epoch from its start (a warning says so); epoch-end resumes stay exact.
+Known gap: a resume after a Ctrl-C in the middle of an epoch is not exact yet: skipping the finished batches
+ended the resumed epoch one batch early (Lightning's restart counters disagree), so for now the interrupted
+epoch is replayed from its start, with a warning, as Lightning did before.
 """
 import math
 import random
@@ -105,9 +107,11 @@ class ResumableTraining(Callback):
         self.batches_done = self.sampler.skip_batches
 
     def on_fit_start(self, trainer, pl_module):
-        if trainer.world_size > 1 and self.sampler.skip_batches:
-            rank_zero_warn(f"resuming in the middle of epoch {self.sampler.epoch} with {trainer.world_size} "
-                           f"processes: that epoch is replayed from its start (exact resume is per epoch with DDP)")
+        # Skipping the finished batches of an interrupted epoch does not agree with Lightning's restart counters
+        # yet (the resumed epoch ended one batch early), so the interrupted epoch is replayed from its start.
+        if self.sampler.skip_batches:
+            rank_zero_warn(f"resuming in the middle of epoch {self.sampler.epoch}: that epoch is replayed from its "
+                           f"start (resume is exact at epoch boundaries only)")
             self.sampler.skip_batches = self.batches_done = 0
 
     # ---- randomness ----------------------------------------------------------------------------------------
@@ -119,10 +123,15 @@ class ResumableTraining(Callback):
         self._raise_if_interrupted()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        seed = mix_seed(self.seed, trainer.global_rank, trainer.current_epoch, batch_idx)
-        torch.manual_seed(seed)  # CPU and every CUDA device
-        np.random.seed(seed % 2 ** 32)
-        random.seed(seed)
+        _reseed(mix_seed(self.seed, trainer.global_rank, trainer.current_epoch, batch_idx))
+
+    def on_validation_start(self, trainer, pl_module):
+        # Before precise BatchNorm (a later callback) draws its batches, and before validation samples latents.
+        if not trainer.sanity_checking:
+            _reseed(mix_seed(self.seed, trainer.global_rank, trainer.current_epoch, -1))
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        _reseed(mix_seed(self.seed, trainer.global_rank, trainer.current_epoch, -2))
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.batches_done = batch_idx + 1
@@ -157,3 +166,10 @@ class ResumableTraining(Callback):
         if self._previous_handler is not None:
             signal.signal(signal.SIGINT, self._previous_handler)
             self._previous_handler = None
+
+
+def _reseed(seed):
+    """Seed torch's (CPU and every CUDA device), numpy's and Python's global generators."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    random.seed(seed)
