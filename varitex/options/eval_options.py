@@ -1,9 +1,9 @@
 """Inference and demo options, and those of the own-photo commands varitex-invert and varitex-edit."""
 from varitex.options.base_options import BaseOptions, _non_negative_float, _non_negative_int, _positive_int
 
-# Refinement steps of varitex-invert: each step runs both decoders and the U-Net forward and backward, about
-# 2 to 3 s for the demo model on a 4-core laptop CPU (benchmarks/bm_invert.py), so 20 keep a photo under a
-# minute there; the error still falls after 20 (README, "Your photo in the model").
+# Refinement steps of varitex-invert: each step runs both decoders and the U-Net forward and backward, 7.5 CPU
+# seconds for the demo model (benchmarks/bm_invert.py), so 20 steps take about 40 s on four cores, about 75 s
+# on two; the error still falls after 20 (README, "Your photo in the model").
 DEFAULT_INVERT_STEPS = 20
 
 
