@@ -73,6 +73,31 @@ def test_image_content_follows_the_transform(shift):
         assert np.linalg.norm(found - target) < 1.0, (channel, found, target)
 
 
+@pytest.mark.parametrize("size", [512, 128, 48])   # resampled once; supersampled 4 x; shrunk 4 x first
+def test_every_aligned_pixel_comes_from_where_the_transform_says(size):
+    """On colour ramps each aligned pixel has the colour of its source point, without a sub-pixel shift.
+
+    Red rises with x, green with y, blue falls with both: a shift of the sampling moves the mean errors of
+    red and green one way and blue the other, while PIL's truncating 8-bit resampling moves all three down
+    alike (by up to 0.5 levels), so the two separate.
+    """
+    ramp = np.arange(600) * (255 / 600)                          # 0.425 levels per pixel
+    x, y = np.meshgrid(ramp, ramp)
+    image = np.rint(np.stack([x, y, 255 - (x + y) / 2], axis=-1)).astype(np.uint8)
+    points = _rotate(FRONTAL_POINTS, 20.0, centre=np.array([300.0, 330.0]))
+    aligned, transform = align_ffhq(image, *points, size=size)
+    rows, cols = np.mgrid[2:size - 2, 2:size - 2]
+    source = _apply(np.linalg.inv(transform), np.stack([cols.ravel() + 0.5, rows.ravel() + 0.5], axis=1))
+    sx, sy = ((source - 0.5) * (255 / 600)).T                   # ramp values at the source points
+    expected = np.stack([sx, sy, 255 - (sx + sy) / 2], axis=1)
+    error = aligned[2:size - 2, 2:size - 2].reshape(-1, 3) - expected
+    assert np.abs(error).max() < 2.0
+    bias = error.mean(axis=0)
+    rounding = (bias[0] + bias[1] + 2 * bias[2]) / 4
+    assert -0.6 < rounding <= 0.05
+    np.testing.assert_allclose(bias[:2] - rounding, 0.0, atol=0.06)   # shift < 0.15 source pixels
+
+
 def test_padding_fills_outside_the_photo_with_its_blurred_colours():
     """A face at the photo's corner: the part of the square outside the photo is padded, never black."""
     points = FRONTAL_POINTS - np.array([240.0, 190.0])        # eyes at y = 110: the square leaves the photo

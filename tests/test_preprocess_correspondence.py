@@ -39,7 +39,7 @@ def test_the_landmarker_finds_the_demo_model_in_every_render(derived):
     assert correspondence.n_views == len(corr.VIEWS_DEG) == 11
     assert correspondence.vertex_ids.shape == (468, 3) and correspondence.barycentrics.shape == (468, 3)
     assert np.allclose(correspondence.barycentrics.sum(1), 1, atol=1e-5)
-    assert (correspondence.weights > 0).sum() >= 400
+    assert (correspondence.weights > 0).sum() >= 300
 
 
 def test_landmarks_land_on_the_matching_features_of_the_demo_face(demo_bfm, derived):
@@ -60,7 +60,7 @@ def test_silhouette_landmarks_get_lower_weight_than_inner_ones(derived):
     inner = np.setdiff1d(np.arange(468), FACE_OVAL)
     assert correspondence.weights[list(FACE_OVAL)].mean() < 0.5 * correspondence.weights[inner].mean()
     assert (correspondence.weights[~(correspondence.spread_mm <= corr.MAX_SPREAD_MM)] == 0).all()
-    assert 5 <= (correspondence.weights == 0).sum() <= 60
+    assert 40 <= (correspondence.weights == 0).sum() <= 170
 
 
 def test_correspondence_is_cached_per_model_file(demo_bfm, derived, tmp_path):

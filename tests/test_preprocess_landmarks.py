@@ -50,6 +50,20 @@ def test_astronaut_eye_and_mouth_points_where_a_face_has_them(astronaut_face):
     assert min(mouth_left[1], mouth_right[1]) > max(eye_left[1], eye_right[1]) + 25
 
 
+def test_landmarks_follow_the_photo_when_it_is_moved_or_enlarged(face_landmarker, astronaut_photo, astronaut_face):
+    """Pixel conventions: a shifted photo shifts the landmarks, a k x enlarged one scales them by k (a
+    half-pixel slip would show as a mean offset of 0.25 px at k = 2)."""
+    base = astronaut_face.landmarks[:, :2]
+    padded = np.zeros((600, 640, 3), np.uint8)
+    padded[37:549, 51:563] = astronaut_photo
+    moved = face_landmarker.detect(padded)[0].landmarks[:, :2] - np.float32([51, 37])
+    enlarged = np.asarray(Image.fromarray(astronaut_photo).resize((1024, 1024), Image.Resampling.BICUBIC))
+    scaled = face_landmarker.detect(enlarged)[0].landmarks[:, :2] / 2
+    for landmarks in (moved, scaled):
+        assert np.abs((landmarks - base).mean(axis=0)).max() < 0.15
+        assert np.median(np.abs(landmarks - base)) < 0.3
+
+
 def test_demo_world_faces_are_found_with_eyes_on_the_true_eyes(face_landmarker, tiny_world):
     """Every 64 x 64 demo image has its face found; eye centres within 2 px of the true eye regions."""
     images = sorted((tiny_world / "FFHQ" / "images").glob("*.png"))

@@ -9,6 +9,8 @@ Each input is converted or reported with its reason (one line, and in DIR/prepro
 of the same command resumes; the arrays are published at the end of the run, atomically.
 """
 import argparse
+import contextlib
+import multiprocessing
 import os
 import sys
 import time
@@ -17,6 +19,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from varitex.geometry.uv_factory import resolve_device
 from varitex.options.base_options import env_default, require_path
 from varitex.preprocess.pipeline import Preprocessor, Settings
 from varitex.preprocess.sheet import contact_sheet
@@ -46,12 +49,14 @@ def parse_args(argv=None):
                         help="UV parameterization json ($FP/basel_facemodel/face12.json)")
     parser.add_argument("--batch_size", type=int, default=32, help="photos fitted together in one optimizer run")
     parser.add_argument("--device", default="auto", help="device of the fit and the uv renders: auto, cpu, cuda")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes, each preprocessing whole batches (e.g. one per CPU core)")
     parser.add_argument("--image_size", type=int, default=1024, help="side of the aligned photos (FFHQ: 1024)")
     parser.add_argument("--array_size", type=int, default=512, help="side of uv and segmentation (authors: 512)")
     parser.add_argument("--min_face_size", type=int, default=64, help="smallest face (detector box side, px)")
     parser.add_argument("--sheet_items", type=int, default=8, help="items shown in preprocess_sheet.png")
     args = parser.parse_args(argv)
-    for name in ("batch_size", "image_size", "array_size", "min_face_size"):
+    for name in ("batch_size", "image_size", "array_size", "min_face_size", "workers"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
     if not 0.0 <= args.val_fraction < 1.0:
@@ -74,20 +79,47 @@ def list_inputs(paths, output):
             files.append(path)
         else:
             raise FileNotFoundError(f"input {path} does not exist")
-    seen, inputs = {}, []
-    for file in dict.fromkeys(files):
+    seen, inputs, resolved = {}, [], set()
+    for file in files:
+        if file.resolve() in resolved:
+            continue  # the same file named twice
+        resolved.add(file.resolve())
         stem = file.stem
         seen[stem] = seen.get(stem, 0) + 1
         inputs.append((file, stem if seen[stem] == 1 else f"{stem}-{seen[stem]}"))
     return inputs
 
 
-def resolve_device(name):
+def device_for(name):
+    """--device: ``auto`` is the GPU when there is one, else the CPU; others as torch names them."""
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {name} was requested but CUDA is not available; use --device cpu or auto")
-    return name
+    return str(resolve_device(name))
+
+
+_worker_preprocessor = None
+
+
+def _start_worker(settings, device):
+    global _worker_preprocessor
+    torch.set_num_threads(1)
+    _worker_preprocessor = Preprocessor(settings, device=device)
+
+
+def _run_in_worker(batch):
+    return _worker_preprocessor.run_batch(batch)
+
+
+@contextlib.contextmanager
+def _batch_runner(preprocessor, workers, settings, device):
+    """A function batches -> iterator of per-batch results, in order: here, or in ``workers`` processes
+    (each with its own models; results come back to this process, which alone writes the output)."""
+    if workers == 1:
+        yield lambda batches: map(preprocessor.run_batch, batches)
+        return
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(workers, initializer=_start_worker, initargs=(settings, device)) as pool:
+        yield lambda batches: pool.imap(_run_in_worker, batches)
 
 
 def preprocess(args, landmarker=None, log=print):
@@ -105,15 +137,19 @@ def preprocess(args, landmarker=None, log=print):
     fingerprint = {**vars(settings), "path_bfm": str(Path(settings.path_bfm).resolve()),
                    "path_uv": str(Path(settings.path_uv).resolve())}
     output = OutputFolder(args.output, fingerprint)
-    records = {file: output.finished(file) for file, _ in inputs}
+    records = {file: output.finished(file, stem) for file, stem in inputs}
     pending = [(file, [stem]) for file, stem in inputs if records[file] is None]
     if len(pending) < len(inputs):
         log(f"{PROGRAM}: resuming: {len(inputs) - len(pending)} of {len(inputs)} inputs already done in {args.output}")
     if pending:
-        preprocessor = Preprocessor(settings, device=resolve_device(args.device), landmarker=landmarker)
-        with tqdm(total=len(pending), desc=PROGRAM, unit="photo", disable=None) as progress:
-            for start in range(0, len(pending), args.batch_size):
-                for result in preprocessor.run_batch(pending[start:start + args.batch_size]):
+        device = device_for(args.device)
+        # Loads the models and derives the face model's correspondence (cached) before any worker starts.
+        preprocessor = Preprocessor(settings, device=device, landmarker=landmarker)
+        batches = [pending[start:start + args.batch_size] for start in range(0, len(pending), args.batch_size)]
+        with tqdm(total=len(pending), desc=PROGRAM, unit="photo", disable=None) as progress, \
+                _batch_runner(preprocessor, args.workers, settings, device) as run_batches:
+            for results in run_batches(batches):
+                for result in results:
                     records[Path(result.path)] = output.save(result)
                     if result.status != "ok":
                         tqdm.write(f"{result.path}: skipped: {result.reason}", file=sys.stderr)

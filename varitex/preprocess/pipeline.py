@@ -17,6 +17,7 @@ InputResult with status "failed" and the reason; it never stops the batch.
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Optional
 
 import numpy as np
@@ -110,8 +111,6 @@ class Preprocessor:
     """
 
     def __init__(self, settings, device="cpu", landmarker=None):
-        from types import SimpleNamespace
-
         self.settings = settings
         self.device = torch.device(device)
         if landmarker is None:
@@ -150,7 +149,7 @@ class Preprocessor:
             result = InputResult(path=str(path), stems=list(stems))
             try:
                 faces += [(result, *face) for face in self._faces_of(path, result)]
-            except InputError as error:
+            except (InputError, ValueError) as error:  # ValueError: a stage refused this photo (e.g. too small)
                 result.status, result.reason = "failed", str(error)
             results.append(result)
         if faces:

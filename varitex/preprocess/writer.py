@@ -82,17 +82,21 @@ class OutputFolder:
                                  f"use another --output, or delete {self.work} to start over")
         else:
             _atomic_write_bytes(stored, lambda h: h.write(json.dumps(settings, indent=2).encode()))
+        # Leftovers of an interrupted run (never read as results): half-written items and datasets.
+        for leftover in list(self.items.glob(".*.partial")) + list(self.work.glob(f"{DATASET}.*")):
+            shutil.rmtree(leftover, ignore_errors=True)
 
     # ---- per-input results -----------------------------------------------------------------------------
 
-    def finished(self, path):
-        """The stored record (dict) of an input already processed in this folder, or None."""
+    def finished(self, path, stem):
+        """The stored record (dict) of an input already processed in this folder under ``stem``, or None
+        (never processed, changed since, or named differently now)."""
         folder = self.items / input_key(path)
         try:
             record = json.loads((folder / "record.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
-        if record.get("signature") != file_signature(path):
+        if record.get("signature") != file_signature(path) or record.get("stem") != stem:
             return None
         return record
 
@@ -100,10 +104,12 @@ class OutputFolder:
         """Store one InputResult (its photos into images/, its arrays and record into the work folder)."""
         faces = result.faces if result.status == "ok" else []
         for face in faces:
-            _atomic_write_bytes(self.root / IMAGES / f"{face.stem}.png",
-                                lambda h, image=face.image: Image.fromarray(image).save(h, format="PNG"))
+            # zlib level 1: a 1024 x 1024 photo in 116 ms instead of 314 ms at the default, 929 KB vs 753 KB.
+            _atomic_write_bytes(self.root / IMAGES / f"{face.stem}.png", lambda h, image=face.image:
+                                Image.fromarray(image).save(h, format="PNG", compress_level=1))
         record = {
-            "path": result.path, "signature": file_signature(result.path), "status": result.status,
+            "path": result.path, "stem": result.stems[0], "signature": file_signature(result.path),
+            "status": result.status,
             "reason": result.reason, "seconds": {k: round(v, 4) for k, v in result.seconds.items()},
             "items": [{"stem": face.stem, "reprojection_error_px": round(face.reprojection_error_px, 3),
                        "fit_seconds": round(face.fit_seconds, 4)} for face in faces],
