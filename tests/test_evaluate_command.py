@@ -40,6 +40,7 @@ def evaluated(tiny_world, tmp_path_factory, random_inception_file, face_landmark
     argv = world_flags(tiny_world, folder) + ["--checkpoint", str(checkpoint), "--n", "2", "--n_floor", "1",
                                               "--pose_step", "45", "--num_workers", "0", "--batch_size", "8",
                                               "--path_inception", str(random_inception_file),
+                                              "--path_lpips", str(folder / "missing_alexnet.pth"),
                                               "--output", str(folder / "report")]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(pose_consistency, "FIT_SCHEDULE", SHORT_FIT)
@@ -77,7 +78,7 @@ def test_report_files_hold_every_part(evaluated):
     assert all(row["n"] == 1 for row in geometry["generated"]["per_condition"])
     # Every image is accounted for, detected or not.
     assert geometry["generated"]["overall"]["n"] == 11 and geometry["ground_truth"]["overall"]["n"] == 11
-    assert geometry["ground_truth"]["overall"]["detected"] >= 9
+    assert geometry["ground_truth"]["overall"]["detected"] >= 7
     assert set(report["identity"]) == {"generated", "ground_truth"}
     frontal = [r for r in report["identity"]["ground_truth"]["per_condition"] if r["name"] == "pitch +0 yaw +0"][0]
     assert frontal["cosine_similarity"] == pytest.approx(1.0, abs=1e-6)
@@ -86,7 +87,8 @@ def test_report_files_hold_every_part(evaluated):
 
 def test_missing_lpips_weights_are_one_line(evaluated):
     report = json.loads((evaluated / "evaluation.json").read_text())
-    assert len(report["notes"]) == 1 and report["notes"][0].startswith("LPIPS: skipped: no AlexNet ImageNet weights")
+    assert report["notes"] == [f"LPIPS: skipped: no AlexNet ImageNet weights (the file {evaluated.parent / 'missing_alexnet.pth'} "
+                               f"does not exist); pass --path_lpips alexnet-owt-7be5be79.pth"]
     markdown = (evaluated / "evaluation.md").read_text()
     for heading in ("## Reconstruction", "## Geometric consistency", "## Identity consistency", "## FID"):
         assert heading in markdown
