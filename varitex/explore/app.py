@@ -16,7 +16,7 @@ import os
 import signal
 import tempfile
 
-from varitex.explore.session import COMPONENT_RANGE, MAX_UPLOAD_BYTES, N_COMPONENTS, UploadError
+from varitex.explore.session import COMPONENT_RANGE, MAX_UPLOAD_BYTES, N_COMPONENTS
 
 # Set before gradio is imported: it reads them at import time.
 OFFLINE_ENVIRONMENT = {

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import torch
 
 from varitex.data.paths import require_path
-from varitex.modules.configs import NOT_INHERITED, merge_saved_options
+from varitex.modules.configs import merge_saved_options
 from varitex.options.eval_options import EditOptions, EvalOptions, EvaluateOptions, InvertOptions
 from varitex.options.train_options import TrainOptions
 from varitex.safe_io import load_json, load_npz, stem_problem

@@ -17,7 +17,6 @@ InputResult with status "failed" and the reason; it never stops the batch.
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Optional
 
 import numpy as np
