@@ -142,7 +142,8 @@ def test_demo_class_broadcasts_inputs_and_writes_pictures(trained, tmp_path):
     out = demo.run(mu[0], sp[:3], ep[0], theta=[0, 20, 0])
     assert out[DIK.IMAGE_OUT].shape == (3, 3, SIZE, SIZE) and out[DIK.UV_RENDERED].shape == (3, SIZE, SIZE, 2)
     alone = demo.run(mu[0], sp[1], ep[0], theta=[0, 20, 0])
-    torch.testing.assert_close(out[DIK.IMAGE_OUT][1:2], alone[DIK.IMAGE_OUT], atol=1e-5, rtol=1e-4)
+    # Batched and single convolutions may pick other CPU kernels: equal up to float rounding (~2e-5 seen).
+    torch.testing.assert_close(out[DIK.IMAGE_OUT][1:2], alone[DIK.IMAGE_OUT], atol=1e-4, rtol=1e-4)
     assert not torch.equal(out[DIK.IMAGE_OUT][0], out[DIK.IMAGE_OUT][1])  # another shape, another image
     assert demo.to_image(out).size == (3 * SIZE, SIZE)
     assert demo.to_image([out, alone]).size == (4 * SIZE, SIZE)

@@ -55,8 +55,7 @@ def run_main(main, argv):
 
 
 def inference_argv(world, path_out, checkpoint, *extra):
-    return world_flags(world, path_out) + ["--checkpoint", str(checkpoint), "--device", "cpu", "--num_workers", "0",
-                                           *extra]
+    return world_flags(world, path_out) + ["--checkpoint", str(checkpoint), "--num_workers", "0", *extra]
 
 
 # ---- 2. a `../` stem writes nothing outside the output folder ---------------------------------------------
@@ -167,17 +166,19 @@ def test_inference_n_below_minus_one_or_zero_is_refused(world, checkpoint, tmp_p
     assert not (tmp_path / "out").exists()
 
 
+def with_device(argv, device):
+    """``argv`` with every --device value replaced (the shared flag lists each carry one)."""
+    return [device if i and argv[i - 1] == "--device" else flag for i, flag in enumerate(argv)]
+
+
 @pytest.mark.parametrize("device", ["cdua", "gpu", "cuda:x", "cpu:1", "", "cuda:99"])
 def test_device_typos_are_one_line(world, checkpoint, tmp_path, capsys, device):
-    argv = inference_argv(world, tmp_path / "out", checkpoint)
-    argv[argv.index("--device") + 1] = device
+    argv = with_device(inference_argv(world, tmp_path / "out", checkpoint), device)
     if device == "cuda:99" and not torch.cuda.is_available():
         pytest.skip("without CUDA, cuda devices fall back to the CPU with a note")
     run_main(inference.main, argv)
     assert "--device" in one_line_error(capsys, "varitex-inference")
-    argv = world_flags(world, tmp_path / "out") + TINY
-    argv[argv.index("--device") + 1] = device
-    run_main(train.main, argv)
+    run_main(train.main, with_device(world_flags(world, tmp_path / "out") + TINY, device))
     assert "--device" in one_line_error(capsys, "varitex-train")
     assert not (tmp_path / "out").exists()
 

@@ -27,6 +27,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerStatus
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torch.utils.data import DataLoader
 
 from varitex import SEED, performance
@@ -168,7 +169,8 @@ def check_run_folder(opt, run_dir):
     run_dir = Path(run_dir)
     existing = [name for name in RUN_CONTENT if (run_dir / name).is_file()
                 or ((run_dir / name).is_dir() and any((run_dir / name).iterdir()))]
-    if not existing or opt.debug:
+    # The other processes of a multi-GPU run start after rank 0 has written opt.json: rank 0 decides alone.
+    if not existing or opt.debug or rank_zero_only.rank != 0:
         return []
     if opt.checkpoint and Path(opt.checkpoint).absolute().parent.resolve() == (run_dir / "checkpoints").resolve():
         return []  # resuming this run

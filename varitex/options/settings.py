@@ -206,7 +206,7 @@ REQUIRED_PATHS = {
 }
 # --dataset_split when not given: the authors' inference ran on val; one's own photos are inverted and
 # edited all together.
-DEFAULT_SPLIT = {"inference": "val", "demo": "val", "invert": "all", "edit": "all"}
+DEFAULT_SPLIT = {"inference": "val", "evaluate": "val", "demo": "val", "invert": "all", "edit": "all"}
 
 
 def resolve(program: str, argv: list[str] | None = None, overrides: Mapping[str, Any] | None = None) -> RunSettings:
