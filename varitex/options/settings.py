@@ -44,8 +44,7 @@ DEMO_OPTIONS = dict(
     lambda_kl=0.01,             # lr 5e-3 and the authors' KL weight 0.1, after 50 steps of batch 8 the val L2 is 0.37
                                 # and the latent has collapsed (spread 0.08 over the val people); with these two,
                                 # 0.18 and 0.31, and after 100 steps the nearest other latent is the same person for
-                                # 19 of 20 val images; on the demo world of one image per person, after 50 steps
-                                # top-1 retrieval is 0.20 at 0.01 and 0.10 at 0.1 (README, "What to expect")
+                                # 19 of 20 val images (README, "What to expect")
     transform_mode="f",         # flips only: the full affine augmentation slows down so short a run
     batch_size=8,               # the batch of the measurements above (batch 2 was not retried at these settings)
     max_epochs=12,              # 276 steps over the 180 training people
