@@ -31,8 +31,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from varitex.demo_world.render import interpolate_vertex_attributes, vertex_normals
 from varitex.geometry import DEFAULT_S, DEFAULT_T, euler_to_rotation, pose_vertices, rasterize
+from varitex.geometry.mesh_attributes import interpolate_vertex_attributes, vertex_normals
 
 # Bump when the rendering, detection or aggregation changes: cached correspondences are then recomputed.
 CORRESPONDENCE_VERSION = 2
