@@ -1,12 +1,32 @@
-"""pytest configuration: markers and the tiny demo world shared by the tests (helpers live in helpers.py)."""
+"""pytest configuration: markers, temporary-file clean-up and the fixtures shared by the test modules (helpers
+live in helpers.py)."""
+import shutil
+
 import pytest
 import torch
 
 from helpers import unavailable
 
+# tmp_path_factory folders of session-scoped fixtures start with this; the others belong to one test module.
+SESSION_PREFIX = "session_"
+
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "cuda: needs a CUDA GPU, skipped without one (run by benchmarks/gpu_check.sh)")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def module_temporary_folders(request, tmp_path_factory):
+    """Deletes the folders a test module's fixtures made with tmp_path_factory when the module is done, if all
+    its tests passed (a failure keeps them for inspection). The suite writes dozens of checkpoints of 20-550 MB
+    and CI's disk is small; pytest itself would keep them all until the session ends."""
+    base = tmp_path_factory.getbasetemp()
+    before, failures = set(base.iterdir()), request.session.testsfailed
+    yield
+    if request.session.testsfailed == failures:
+        for path in set(base.iterdir()) - before:
+            if not path.name.startswith(SESSION_PREFIX):
+                shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +48,7 @@ def tiny_world(tmp_path_factory):
     """
     from varitex.demo_world import ensure_demo_world
 
-    return ensure_demo_world(tmp_path_factory.mktemp("tiny_world"), n_images=12, image_size=64, array_size=64,
+    return ensure_demo_world(tmp_path_factory.mktemp(SESSION_PREFIX + "tiny_world"), n_images=12, image_size=64, array_size=64,
                              images_per_identity=4)
 
 
@@ -37,7 +57,7 @@ def explore_checkpoint(tmp_path_factory):
     """A random-weight checkpoint of the explorer tests' small model (helpers.EXPLORE_MODEL_OPTIONS)."""
     from helpers import EXPLORE_MODEL_OPTIONS, write_random_checkpoint
 
-    return write_random_checkpoint(tmp_path_factory.mktemp("explore") / "random.ckpt", **EXPLORE_MODEL_OPTIONS)
+    return write_random_checkpoint(tmp_path_factory.mktemp(SESSION_PREFIX + "explore") / "random.ckpt", **EXPLORE_MODEL_OPTIONS)
 
 
 @pytest.fixture(scope="session")
@@ -66,6 +86,6 @@ def random_inception_file(tmp_path_factory):
     for module in model.modules():  # He initialization keeps the activations' scale through the 20 layers
         if isinstance(module, torch.nn.Conv2d):
             torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-    path = tmp_path_factory.mktemp("inception") / "random_inception.pth"
+    path = tmp_path_factory.mktemp(SESSION_PREFIX + "inception") / "random_inception.pth"
     torch.save(model.state_dict(), path)
     return path

@@ -17,8 +17,8 @@ from varitex.preprocess.fitting import Stage
 
 from helpers import narrow_generator, world_flags
 
-TINY = ["--image_h", "64", "--image_w", "64", "--texture_dim", "128", "--nc_feature2image", "8", "--lambda_vgg", "0",
-        "--no_lpips", "--lambda_gan", "0"]
+TINY = ["--image_h", "64", "--image_w", "64", "--texture_dim", "128", "--nc_feature2image", "8", "--network_width",
+        "0.125", "--lambda_vgg", "0", "--no_lpips", "--lambda_gan", "0"]
 SHORT_FIT = (Stage("rigid", 40, ("pose",)), Stage("all", 40, ("pose", "shape", "expression")))
 
 

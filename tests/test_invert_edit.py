@@ -33,7 +33,8 @@ def trained(tiny_world, tmp_path_factory):
     """A narrow model trained 3 epochs (12 steps) on the 8 train images of the tiny world."""
     path_out = tmp_path_factory.mktemp("invert_runs")
     argv = world_flags(tiny_world, path_out) + TINY + ["--batch_size", "2", "--max_epochs", "3", "--lr", "5e-3",
-                                                       "--experiment_name", "tiny", "--precise_bn", "8"]
+                                                       "--experiment_name", "tiny", "--precise_bn", "8",
+                                                       "--keep_checkpoints", "1"]
     run = settings.resolve("train", argv)
     with one_thread():
         train.train(run, generator_config=narrow_generator(run.opt))
