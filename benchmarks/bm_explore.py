@@ -35,11 +35,10 @@ from varitex.demo import Demo  # noqa: E402
 from varitex.explore.session import N_COMPONENTS, Explorer, TextureCache  # noqa: E402
 from varitex.modules.configs import options_to_dict  # noqa: E402
 from varitex.modules.pipeline import PipelineModule  # noqa: E402
-from varitex.options.settings import DEMO_OPTIONS  # noqa: E402
+from varitex.options.settings import DEMO_ARCHITECTURE, DEMO_OPTIONS  # noqa: E402
 
-ARCHITECTURE = ("image_h", "image_w", "texture_dim", "nc_feature2image")
 MODELS = {
-    "demo": {name: DEMO_OPTIONS[name] for name in ARCHITECTURE},
+    "demo": {name: DEMO_OPTIONS[name] for name in DEMO_ARCHITECTURE},
     "full": dict(image_h=256, image_w=256, texture_dim=256, nc_feature2image=64),
 }
 TARGETS_S = {("demo", "cpu"): 0.150, ("full", "cpu"): 1.5, ("full", "cuda"): 0.030}  # issue 14, 2-core CPU
@@ -103,7 +102,7 @@ def measure(model, device, changes, folder):
     seconds = [wall for wall, _ in results]
     median = statistics.median(seconds)
     target = TARGETS_S.get((model, torch.device(device).type))
-    return {"bench": "explore", "model": model, **{name: MODELS[model][name] for name in ARCHITECTURE},
+    return {"bench": "explore", "model": model, **MODELS[model],
             "changes": changes, "s_per_change_median": round(median, 4), "s_per_change_min": round(min(seconds), 4),
             "cpu_s_per_change": round(statistics.median(cpu for _, cpu in results), 4),
             "s_per_change_without_cache_median": round(statistics.median(uncached_s), 4),

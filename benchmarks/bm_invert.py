@@ -36,11 +36,11 @@ from varitex.modules.generator import Generator  # noqa: E402
 from varitex.modules.loss import VGG19Loss  # noqa: E402
 from varitex.options import TrainOptions  # noqa: E402
 from varitex.options.eval_options import DEFAULT_INVERT_STEPS  # noqa: E402
-from varitex.options.settings import DEMO_OPTIONS  # noqa: E402
+from varitex.options.settings import DEMO_ARCHITECTURE, DEMO_OPTIONS  # noqa: E402
 
 MODEL_FLAGS = {
     "authors": [],
-    "demo": [f"--{name}={DEMO_OPTIONS[name]}" for name in ("image_h", "image_w", "texture_dim", "nc_feature2image")],
+    "demo": [f"--{name}={DEMO_OPTIONS[name]}" for name in DEMO_ARCHITECTURE],
 }
 
 

@@ -187,6 +187,8 @@ def test_command_line_writes_a_world_and_a_contact_sheet(tmp_path, capsys):
     assert synthetic.main(["--root", str(tmp_path / "w"), "--n_images", "2", "--image_size", "32",
                            "--array_size", "32", "--contact_sheet", str(sheet)]) == 0
     assert "demo world ready at" in capsys.readouterr().out
-    assert synthetic.world_is_complete(tmp_path / "w", synthetic._parameters(2, 32, 32, 0, 4, 0.1))
+    # The demo world's default: 200 different people (one image each, as FFHQ), 20 of them held out.
+    assert (synthetic.DEFAULTS["n_images"], synthetic.DEFAULTS["images_per_identity"]) == (200, 1)
+    assert synthetic.world_is_complete(tmp_path / "w", synthetic._parameters(2, 32, 32, 0, 1, 0.1))
     with Image.open(sheet) as image:
         assert image.size == (2 * 256, 3 * 256)
