@@ -28,7 +28,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import device_facts, synchronize  # noqa: E402
+from common import device_facts, he_initialize, synchronize  # noqa: E402
 
 from varitex.demo_world import ensure_demo_world  # noqa: E402
 from varitex.demo import Demo  # noqa: E402
@@ -48,9 +48,7 @@ def random_checkpoint(path, options):
     """Write a checkpoint of ours with He-initialized random weights for ``options``."""
     torch.manual_seed(0)
     pipeline = PipelineModule(dict(options, lambda_gan=0.0, lambda_vgg=0.0, no_lpips=True))
-    for module in pipeline.generator.modules():
-        if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
-            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+    he_initialize(pipeline.generator)
     torch.save({"state_dict": pipeline.state_dict(), "varitex_opt": options_to_dict(pipeline.opt)}, path)
 
 

@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import default_device, device_facts, peak_memory_gib, random_batch, reset_peak_memory, synchronize  # noqa: E402,I001
+from common import (default_device, device_facts, he_initialize, peak_memory_gib, random_batch,  # noqa: E402,I001
+                    reset_peak_memory, synchronize)
 
 from varitex.data.keys_enum import DataItemKey as DIK  # noqa: E402
 from varitex.inversion import refine_latents  # noqa: E402
@@ -57,7 +58,7 @@ def timed_refinement(pipeline, batch, z, steps, perceptual):
 def measure(model, loss, batch_size, steps, device):
     opt = TrainOptions().parse(MODEL_FLAGS[model])
     torch.manual_seed(0)
-    pipeline = types.SimpleNamespace(generator=Generator(generator_config(opt)).to(device).eval())
+    pipeline = types.SimpleNamespace(generator=he_initialize(Generator(generator_config(opt))).to(device).eval())
     perceptual = VGG19Loss().to(device).eval() if loss == "l2+vgg" else None
     batch = random_batch(batch_size, opt.image_h, device)
     z = torch.randn(batch_size, opt.latent_dim, device=device)

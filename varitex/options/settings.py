@@ -41,9 +41,11 @@ DEMO_OPTIONS = dict(
     lambda_gan=0.0,             # no discriminator: its step recomputes the generator, a third of the time
     lr=1e-2,                    # 10x the authors' (meant for 44 epochs of FFHQ): Adam moves each weight by about
                                 # lr per step. Batch 2 at 5e-3 (the previous demo's) gives top-1 0.20, val L2 0.212
-                                # after 360 steps; batch 8 at 1e-2 gives 0.30, 0.201 after 230 steps (same time)
+                                # after 360 steps; batch 8 at 1e-2 gives 0.30, 0.201 after 230 steps (same time);
+                                # at 2e-2, 0.25 after 230 steps
     lambda_kl=0.01,             # the authors' 0.1 pulls the short run's latents together (KL collapse: every
-                                # person the same average head); 1e-4 is no better than 0.01 (top-1 0.25 vs 0.30)
+                                # person the same average head; top-1 0.10 against 0.20 at 0.01 after 50 steps of
+                                # batch 8 at full width); 1e-4 is no better than 0.01 (0.25 vs 0.30, 230 steps)
     lambda_rgb_texture=1.0,     # the authors' optional loss tying the texture's first 3 channels to the photo's
                                 # colours: top-1 0.30 instead of 0.25 after 230 steps (10 is no better)
     transform_mode="f",         # flips only: the full affine augmentation slows down so short a run
