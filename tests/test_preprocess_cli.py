@@ -273,3 +273,14 @@ def test_a_stage_refusing_a_photo_fails_only_that_photo(tmp_path, monkeypatch):
         ValueError("the alignment square lies outside the image")), raising=False)
     (result,) = preprocessor._run_batch([(tmp_path / "photo.png", ["photo"])])
     assert (result.status, result.reason) == ("failed", "the alignment square lies outside the image")
+
+
+def test_photos_are_read_upright_by_their_exif_orientation(astronaut_photo, tmp_path):
+    upright = astronaut_photo[:, :400]  # not square, so a turn changes the shape
+    stored = Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90)  # as a phone stores a portrait
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: turn 90 degrees clockwise to display
+    stored.save(tmp_path / "portrait.png", exif=exif)
+    assert np.array_equal(pipeline.read_rgb(tmp_path / "portrait.png"), upright)
+    stored.save(tmp_path / "no_tag.png")
+    assert pipeline.read_rgb(tmp_path / "no_tag.png").shape == (400, 512, 3)

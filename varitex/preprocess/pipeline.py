@@ -21,7 +21,7 @@ from typing import Optional
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from varitex.geometry import BFMUVFactory
 from varitex.preprocess.correspondence import load_correspondence
@@ -84,11 +84,12 @@ class InputError(Exception):
 
 
 def read_rgb(path):
-    """(H, W, 3) uint8 RGB of an image file; InputError naming the reason when it is not a readable image."""
+    """(H, W, 3) uint8 RGB of an image file, turned upright by its EXIF orientation (phones store portraits
+    sideways with a tag); InputError naming the reason when it is not a readable image."""
     try:
         with Image.open(path) as image:
             image.load()
-            return np.asarray(image.convert("RGB"))
+            return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise InputError(f"not a readable image ({error})") from error
 
