@@ -17,9 +17,8 @@ What a training step depends on, and how it is made reproducible from a checkpoi
 A Ctrl-C is honoured at the end of the running batch (the checkpoint then holds a consistent state); a second
 Ctrl-C stops at once.
 
-Known gap: a resume after a Ctrl-C in the middle of an epoch is not exact yet: skipping the finished batches
-ended the resumed epoch one batch early (Lightning's restart counters disagree), so for now the interrupted
-epoch is replayed from its start, with a warning, as Lightning did before.
+After a Ctrl-C in the middle of an epoch, the checkpoint is written at the end of a training batch; Lightning
+counts that batch as done when it restores such a checkpoint, and the sampler skips the same number of batches.
 """
 import math
 import random
@@ -30,7 +29,6 @@ import threading
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.utilities import rank_zero_warn
 
 
 def mix_seed(*numbers):
@@ -105,14 +103,6 @@ class ResumableTraining(Callback):
         """Called when Lightning restores a checkpoint, before the training DataLoader is iterated."""
         self.sampler.resume_at(state_dict["epoch"], state_dict["batches_done"])
         self.batches_done = self.sampler.skip_batches
-
-    def on_fit_start(self, trainer, pl_module):
-        # Skipping the finished batches of an interrupted epoch does not agree with Lightning's restart counters
-        # yet (the resumed epoch ended one batch early), so the interrupted epoch is replayed from its start.
-        if self.sampler.skip_batches:
-            rank_zero_warn(f"resuming in the middle of epoch {self.sampler.epoch}: that epoch is replayed from its "
-                           f"start (resume is exact at epoch boundaries only)")
-            self.sampler.skip_batches = self.batches_done = 0
 
     # ---- randomness ----------------------------------------------------------------------------------------
 
