@@ -5,6 +5,7 @@ from varitex.options.base_options import BaseOptions, _non_negative_float, _non_
 # seconds for the demo model (benchmarks/bm_invert.py), so 20 steps take about 40 s on four cores, about 75 s
 # on two; the error still falls after 20 (README, "Your photo in the model").
 DEFAULT_INVERT_STEPS = 20
+DEFAULT_LAMBDA_PERCEPTUAL = 2.0  # the refinement's VGG-19 weight: training's default --lambda_vgg
 
 
 class EvalOptions(BaseOptions):
@@ -31,7 +32,7 @@ class InvertOptions(EvalOptions):
         parser.add_argument("--steps", default=DEFAULT_INVERT_STEPS, type=_non_negative_int,
                             help="Adam steps refining z on the masked reconstruction loss (0: encoder only)")
         parser.add_argument("--lr_invert", default=0.05, type=float, help="Adam learning rate of the refinement")
-        parser.add_argument("--lambda_perceptual", default=2.0, type=_non_negative_float,
+        parser.add_argument("--lambda_perceptual", default=DEFAULT_LAMBDA_PERCEPTUAL, type=_non_negative_float,
                             help="weight of the VGG-19 perceptual loss in the refinement (the training "
                                  "default of --lambda_vgg); used when VGG-19 ImageNet weights are found "
                                  "(--path_vgg or torchvision's cache), else the refinement uses L2 alone")
