@@ -165,3 +165,17 @@ def test_without_the_preprocessing_models_one_line_says_how_to_install_them(demo
         Explorer(demo).use_photo(start, str(photo_path))
     assert str(refused.value) == line
 
+
+def test_the_page_without_the_preprocessing_models_says_so_in_the_tab(explorer, monkeypatch, tmp_path):
+    if importlib.util.find_spec("gradio") is None:
+        pytest.skip("gradio (the app extra) is not installed")
+    from varitex.explore import app
+
+    monkeypatch.setattr(app, "missing_preprocessing", lambda: "Your photo needs ...: pip install ...")
+    components = app.build(explorer, str(tmp_path)).config["components"]
+    by_id = {component["props"].get("elem_id"): component for component in components}
+    assert by_id["photo_missing"]["props"]["value"] == "⚠️ Your photo needs ...: pip install ..."
+    assert "photo" not in by_id and "photo_steps" not in by_id and "yaw" in by_id
+    monkeypatch.setattr(app, "missing_preprocessing", lambda: None)
+    by_id = {component["props"].get("elem_id") for component in app.build(explorer, str(tmp_path)).config["components"]}
+    assert {"photo", "photo_steps"} <= by_id and "photo_missing" not in by_id
