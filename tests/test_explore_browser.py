@@ -148,6 +148,45 @@ def test_uploaded_latents_are_shown(page, tmp_path):
     assert page.locator("#message").inner_text().strip() == ""
 
 
+def upload_photo(page, path):
+    page.get_by_role("tab", name="Your photo").click()
+    page.locator("#photo_steps input[type=range]").fill("1")  # one refinement step: the test's CPU time
+    page.locator("#photo input[type=file]").set_input_files(str(path))
+
+
+def test_uploading_a_non_image_as_photo_shows_why_and_the_page_keeps_working(page, tmp_path):
+    source, _ = shown_image(page)
+    caption = page.locator("#caption").inner_text()
+    path = tmp_path / "notes.png"
+    path.write_text("not a picture")
+    upload_photo(page, path)
+    page.locator("#message").get_by_text("notes.png: not a readable image").wait_for()
+    assert page.locator("#caption").inner_text() == caption and shown_image(page)[0] == source
+    page.get_by_role("tab", name="Geometry").click()
+    page.locator("#pitch input[type=range]").fill("10")
+    wait_for_new_image(page, source)
+    assert "pitch 10°" in page.locator("#caption").inner_text()
+
+
+def test_your_photo_becomes_the_scene_and_the_yaw_slider_turns_it(page, tmp_path, astronaut_photo):
+    source, before = shown_image(page)
+    Image.fromarray(astronaut_photo).save(tmp_path / "astronaut.png")
+    upload_photo(page, tmp_path / "astronaut.png")
+    source, photo = wait_for_new_image(page, source)
+    caption = page.locator("#caption").inner_text()
+    assert "astronaut.png (your photo, 1 steps)" in caption and "shape of astronaut.png" in caption
+    assert page.locator("#message").inner_text().strip() == ""
+    assert np.abs(photo - before).mean() > 1
+    page.get_by_role("tab", name="Geometry").click()
+    # The pose sliders start at the photo's pose (nearly frontal), not at the 30 degrees set before.
+    assert abs(float(page.locator("#yaw input[type=range]").input_value())) < 5
+    page.locator("#yaw input[type=range]").fill("30")
+    _, turned = wait_for_new_image(page, source)
+    caption = page.locator("#caption").inner_text()
+    assert "yaw 30°" in caption and "astronaut.png (your photo" in caption
+    assert np.abs(turned - photo).mean() > 1
+
+
 def test_server_log_has_no_error_and_stop_removes_the_temporary_folder(server, page):
     assert server["process"].poll() is None, "the server stopped"
     server["process"].send_signal(signal.SIGTERM)

@@ -61,6 +61,22 @@ def photo_dataset(opt):
     return dataset
 
 
+def refinement_perceptual(pipeline: torch.nn.Module, steps: int, lambda_perceptual: float,
+                          path_vgg: str | None = None):
+    """The VGG-19 perceptual loss the refinement adds (see `varitex.inversion.perceptual_loss`), or None.
+
+    None for 0 steps or a weight of 0, and when the ImageNet weights are not found; a note on stderr then
+    says that the refinement uses the masked L2 alone and where the weights were looked for.
+    """
+    if steps == 0 or lambda_perceptual == 0:
+        return None
+    perceptual, reason = perceptual_loss(pipeline, path_vgg)
+    if perceptual is None:
+        print(f"note: refining with the masked L2 alone: the VGG-19 perceptual loss needs torchvision's "
+              f"ImageNet weights and {reason}; pass --path_vgg vgg19-dcbb9e9d.pth to use it", file=sys.stderr)
+    return perceptual
+
+
 def invert(run: RunSettings, log=print) -> str:
     """Invert every photo of the run's split; returns the output folder (see the module docstring)."""
     from varitex.checkpoints import load_pipeline
@@ -70,12 +86,7 @@ def invert(run: RunSettings, log=print) -> str:
     output = output_folder(opt)
     device = torch.device(opt.device)
     pipeline = load_pipeline(opt.checkpoint, opt, checkpoint=run.checkpoint).to(device).eval()
-    perceptual = None
-    if opt.steps > 0 and opt.lambda_perceptual > 0:
-        perceptual, reason = perceptual_loss(pipeline, opt.path_vgg)
-        if perceptual is None:
-            print(f"note: refining with the masked L2 alone: the VGG-19 perceptual loss needs torchvision's "
-                  f"ImageNet weights and {reason}; pass --path_vgg vgg19-dcbb9e9d.pth to use it", file=sys.stderr)
+    perceptual = refinement_perceptual(pipeline, opt.steps, opt.lambda_perceptual, opt.path_vgg)
     loader = DataLoader(dataset, batch_size=opt.batch_size, shuffle=False, num_workers=opt.num_workers)
     filenames, mu, std, z, curves = [], [], [], [], []
     start = time.perf_counter()

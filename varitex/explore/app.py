@@ -7,16 +7,24 @@ item outside the split) leaves the picture as it was and shows its reason in the
 Slider events are coalesced: while a picture is being made, only the newest slider position waits
 (``trigger_mode="always_last"``), so dragging never queues a backlog.
 
+The "Your photo" tab preprocesses and inverts an uploaded photo (`Explorer.use_photo`); the pose, shape and
+expression controls then start from the photo's fit. Without the preprocessing models it shows one line
+saying how to install them, and the rest of the page works as before.
+
 Safety: the server binds ``host`` (127.0.0.1 unless told otherwise), never opens a public share link, accepts
-uploads up to ``max_upload_bytes`` (the page says so when a file is larger or not a latents .npy), keeps
-uploads and exports in a temporary folder that is removed when the server stops, and sends nothing to the
-internet (no analytics, no version check, no web fonts).
+uploads up to ``max_upload_bytes`` (the page says so when a file is larger, not a latents .npy, not an
+image or a photo without a face), keeps uploads, the photos' preprocessed arrays and exports in a temporary
+folder that is removed when the server stops, and sends nothing to the internet (no analytics, no version
+check, no web fonts).
 """
 import os
 import signal
 import tempfile
 
-from varitex.explore.session import COMPONENT_RANGE, MAX_UPLOAD_BYTES, N_COMPONENTS
+from varitex.explore.photo import missing_preprocessing
+from varitex.explore.session import (COMPONENT_RANGE, MAX_PHOTO_STEPS, MAX_UPLOAD_BYTES, N_COMPONENTS, PHOTO_ITEM,
+                                     PHOTO_TYPES)
+from varitex.options.eval_options import DEFAULT_INVERT_STEPS
 
 # Set before gradio is imported: it reads them at import time.
 OFFLINE_ENVIRONMENT = {
@@ -35,6 +43,8 @@ CSS = """
 def caption(explorer, scene):
     """One line of Markdown describing the scene."""
     def item(index, mean):
+        if index == PHOTO_ITEM:
+            return f"of {scene.photo.name}"
         return mean if index < 0 else f"{explorer.split} #{index}"
 
     def components(values):
@@ -46,8 +56,17 @@ def caption(explorer, scene):
             f"{components(scene.expression_components)} · pitch {pitch:g}°, yaw {yaw:g}°, roll {roll:g}°")
 
 
-def build(explorer, export_folder, max_upload_bytes=MAX_UPLOAD_BYTES):
-    """The page for ``explorer``: a gradio.Blocks, not launched. Exports are written to ``export_folder``."""
+def geometry_values(scene):
+    """The geometry widgets' values for a scene: pitch, yaw, roll, shape item, shape components, expression
+    item, expression components (the order of `build`'s ``geometry`` widgets)."""
+    return (*scene.pose, scene.shape_item, *scene.shape_components, scene.expression_item,
+            *scene.expression_components)
+
+
+def build(explorer, export_folder, max_upload_bytes=MAX_UPLOAD_BYTES, photo_folder=None):
+    """The page for ``explorer``: a gradio.Blocks, not launched. Exports are written to ``export_folder``, the
+    arrays of uploaded photos (while they are inverted) into ``photo_folder`` (default: the system's
+    temporary folder)."""
     import gradio as gr
 
     def shown(scene, message=""):
@@ -65,6 +84,18 @@ def build(explorer, export_folder, max_upload_bytes=MAX_UPLOAD_BYTES):
 
     def upload(scene, path):
         return explorer.upload_latents(scene, path, max_upload_bytes)
+
+    def with_geometry(action):
+        """Callback (scene, *values) -> the outputs of `shown` and the geometry widgets set to the new scene's
+        values (left as they are when the action is refused)."""
+        def callback(scene, *values):
+            result = acting(action)(scene, *values)
+            changed = result[0] is not scene
+            return (*result, *(geometry_values(result[0]) if changed else [gr.skip()] * len(geometry)))
+        return callback
+
+    def use_photo(scene, path, steps):
+        return explorer.use_photo(scene, path, steps, max_upload_bytes, photo_folder)
 
     scene = explorer.initial_scene()
     first = shown(scene)
@@ -116,15 +147,31 @@ def build(explorer, export_folder, max_upload_bytes=MAX_UPLOAD_BYTES):
                             for name, limit in POSE_RANGES.items()]
                     reset_pose = gr.Button("Reset pose")
                     shape_item = gr.Number(scene.shape_item, precision=0, elem_id="shape_item",
-                                           label=f"shape of {explorer.split} item (-1: mean shape)")
+                                           label=f"shape of {explorer.split} item (-1: mean shape, "
+                                                 f"{PHOTO_ITEM}: your photo's)")
                     shape = [gr.Slider(-COMPONENT_RANGE, COMPONENT_RANGE, 0, step=0.1,
                                        label=f"shape component {k} (std)") for k in range(N_COMPONENTS)]
                     reset_shape = gr.Button("Reset shape components")
                     expression_item = gr.Number(scene.expression_item, precision=0, elem_id="expression_item",
-                                                label=f"expression of {explorer.split} item (-1: neutral)")
+                                                label=f"expression of {explorer.split} item (-1: neutral, "
+                                                      f"{PHOTO_ITEM}: your photo's)")
                     expression = [gr.Slider(-COMPONENT_RANGE, COMPONENT_RANGE, 0, step=0.1,
                                             label=f"expression component {k} (std)") for k in range(N_COMPONENTS)]
                     reset_expression = gr.Button("Reset expression components")
+                with gr.Tab("Your photo"):
+                    missing = missing_preprocessing()
+                    if missing:
+                        gr.Markdown(f"⚠️ {missing}", elem_id="photo_missing")
+                    else:
+                        gr.Markdown("A photo with a face: it is preprocessed like `varitex-preprocess` (landmarks, "
+                                    "alignment, face-model fit) and inverted like `varitex-invert`; then every "
+                                    "control acts on that face, starting from its own shape, expression and pose.")
+                        photo_steps = gr.Slider(0, MAX_PHOTO_STEPS, DEFAULT_INVERT_STEPS, step=1,
+                                                label="refinement steps (0: the encoder's code)",
+                                                elem_id="photo_steps")
+                        photo = gr.File(label=f"photo ({', '.join(PHOTO_TYPES)}), at most "
+                                              f"{max_upload_bytes / 2 ** 20:g} MiB",
+                                        file_types=list(PHOTO_TYPES), type="filepath", elem_id="photo")
                 with gr.Tab("Export"):
                     video_format = gr.Radio(["gif", "mp4"], value="gif", label="yaw sweep format")
                     export_sweep = gr.Button("Export yaw sweep (-45° to 45°)")
@@ -145,9 +192,12 @@ def build(explorer, export_folder, max_upload_bytes=MAX_UPLOAD_BYTES):
         show_uploaded.click(acting(explorer.pick_uploaded), [state, uploaded], outputs)
         masked.input(acting(explorer.set_masked), [state, masked], outputs)
 
-        for slider in pose:
-            slider.input(acting(explorer.set_pose), [state, *pose], outputs, **slider_event)
-        reset_pose.click(lambda s: (*acting(explorer.reset_pose)(s), 0, 0, 0), [state], outputs + pose)
+        geometry = [*pose, shape_item, *shape, expression_item, *expression]
+        for name, slider in zip(POSE_RANGES, pose):
+            # Each slider sets its own angle only: the others keep their exact value (e.g. a photo's pose).
+            slider.input(acting(lambda s, angle, name=name: explorer.set_pose(s, **{name: angle})), [state, slider],
+                         outputs, **slider_event)
+        reset_pose.click(with_geometry(explorer.reset_pose), [state], outputs + geometry)
         for kind, item, sliders, reset in (("shape", shape_item, shape, reset_shape),
                                            ("expression", expression_item, expression, reset_expression)):
             setter = getattr(explorer, f"set_{kind}")
@@ -158,6 +208,10 @@ def build(explorer, export_folder, max_upload_bytes=MAX_UPLOAD_BYTES):
                 slider.input(change, [state, item, *sliders], outputs, **slider_event)
             reset.click(lambda s, resetter=resetter: (*resetter(s), *[0] * N_COMPONENTS), [state],
                         outputs + sliders)
+
+        if not missing:
+            photo.upload(lambda s, path, steps: (*with_geometry(use_photo)(s, path, steps), None),
+                         [state, photo, photo_steps], outputs + geometry + [photo])
 
         def export(action):
             """Callback (scene, *widget values) -> (the written file, message)."""
@@ -182,7 +236,7 @@ def serve(explorer, host="127.0.0.1", port=7860, max_upload_bytes=MAX_UPLOAD_BYT
         os.environ["GRADIO_TEMP_DIR"] = os.path.join(folder, "uploads")
         import gradio as gr
 
-        page = build(explorer, os.path.join(folder, "exports"), max_upload_bytes)
+        page = build(explorer, os.path.join(folder, "exports"), max_upload_bytes, os.path.join(folder, "photos"))
         page.queue(default_concurrency_limit=1)
         # SIGTERM ends the server like Ctrl-C, so that the temporary folder is removed.
         signal.signal(signal.SIGTERM, signal.default_int_handler)

@@ -4,12 +4,17 @@
     scene = explorer.initial_scene()                 # person 0 of the val split, frontal, own shape/expression
     scene = explorer.pick_person(scene, 3)           # identity actions return a new Scene ...
     scene = explorer.set_pose(scene, yaw=30)         # ... and so do geometry actions
+    scene = explorer.use_photo(scene, "me.jpg")      # your photo: its identity, shape, expression and pose
     view = explorer.render(scene)                    # View: image, UV render, neural texture (uint8 arrays)
 
 A `Scene` is immutable and holds everything the page shows; every action returns a new one and changes only
 the fields it is about. `render` is G(z, sp, ep, theta) of `varitex.generation.generate`, with the neural texture
 of each identity decoded once and kept in a `TextureCache` (the texture does not depend on the pose, shape
 or expression, so a slider change only re-samples it).
+
+An uploaded photo (`use_photo`, the optional extra ``preprocess``) is preprocessed and inverted as
+varitex-preprocess and varitex-invert do (`varitex.explore.photo`); its identity becomes the current one and
+its fitted shape, expression and pose the scene's geometry (items PHOTO_ITEM, `Scene.photo`).
 """
 import dataclasses
 import os
@@ -22,17 +27,23 @@ import torch
 
 from varitex import visualization as vis
 from varitex.data.keys_enum import DataItemKey as DIK
+from varitex.explore.photo import Photo, PhotoInverter
 from varitex.generation import decode_texture, generate
+from varitex.options.eval_options import DEFAULT_INVERT_STEPS
 
 N_COMPONENTS = 5             # shape and expression components with a slider each
 COMPONENT_RANGE = 3.0        # slider range in units of the component's standard deviation
 TEXTURE_CACHE_SIZE = 16      # identities whose decoded texture is kept
 MAX_UPLOAD_BYTES = 16 << 20  # an uploaded latents file: 16 MiB is 16k identities of latent_dim 256
 MAX_UPLOAD_IDENTITIES = 10000
+MAX_PHOTO_STEPS = 500        # refinement steps of an uploaded photo
 YAW_SWEEP_FRAMES = 24
 YAW_SWEEP_DEG = 45.0         # the sweep goes from -45 to 45 degrees, the range of the authors' inference
 SWEEP_CHUNK = 8              # frames rendered per batch when exporting a sweep
 NPY_MAGIC = b"\x93NUMPY"
+PHOTO_ITEM = -2              # shape_item / expression_item: the uploaded photo's fitted coefficients
+PHOTO_TYPES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+MAX_PHOTO_PIXELS = 40_000_000  # larger photos are refused before they are decoded
 
 
 class UploadError(ValueError):
@@ -70,11 +81,12 @@ class Scene:
         slots: (A, B), the two ends of the interpolation.
         uploaded: identities of an uploaded latents file, in file order.
         shape_item / expression_item: index of the split item whose BFM coefficients are the base, -1 the
-            mean face (all zeros).
+            mean face (all zeros), PHOTO_ITEM (-2) the uploaded photo's.
         shape_components / expression_components: N_COMPONENTS offsets added to the first coefficients, in
             units of each component's standard deviation (sqrt of the BFM's PCA variance).
         pose: (pitch, yaw, roll) in degrees.
         masked: black out what the generator's segmentation does not call head (SEGMENTATION_PREDICTED <= 0.7).
+        photo: the uploaded photo's fitted geometry (`Photo`), or None; its pose is where "reset pose" goes.
     """
     identity: Identity
     slots: tuple
@@ -85,6 +97,7 @@ class Scene:
     expression_components: tuple = (0.0,) * N_COMPONENTS
     pose: tuple = (0.0, 0.0, 0.0)
     masked: bool = True
+    photo: Photo | None = None
 
 
 class View(NamedTuple):
@@ -175,6 +188,32 @@ def load_latents_file(path, latent_dim, max_bytes=MAX_UPLOAD_BYTES):
     return tuple(Identity(z=m, mu=m, std=s, name=f"{name} #{i}") for i, (m, s) in enumerate(zip(mu, std)))
 
 
+def check_photo_file(path: str, max_bytes: int = MAX_UPLOAD_BYTES) -> None:
+    """Refuse an uploaded photo before it is decoded.
+
+    Raises:
+        UploadError: the file is larger than ``max_bytes``, has no image extension (PHOTO_TYPES), is not an
+            image PIL can identify, or has more than MAX_PHOTO_PIXELS pixels.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    name = os.path.basename(path)
+    size = os.path.getsize(path)
+    if size > max_bytes:
+        raise UploadError(f"{name}: {size / 2 ** 20:.1f} MiB is larger than the limit of {max_bytes / 2 ** 20:.0f} "
+                          f"MiB for an uploaded photo")
+    if not name.lower().endswith(PHOTO_TYPES):
+        raise UploadError(f"{name}: not a photo; upload an image file ({', '.join(PHOTO_TYPES)})")
+    try:
+        with Image.open(path) as image:  # reads the header only
+            width, height = image.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise UploadError(f"{name}: not a readable image ({str(error).splitlines()[0]})") from None
+    if width * height > MAX_PHOTO_PIXELS:
+        raise UploadError(f"{name}: {width} x {height} pixels is more than the {MAX_PHOTO_PIXELS // 10 ** 6} "
+                          f"megapixels accepted for a photo")
+
+
 class Explorer:
     """A trained model with its split's identities and face-model coefficients; the actions of the page.
 
@@ -184,9 +223,11 @@ class Explorer:
         latents_path: a latents.npy (N, 2, latent_dim) of that split; default ``dataroot_npy/latents.npy``
             when it exists, else each person is encoded from their image when first picked.
         cache_size: identities whose decoded texture is kept.
+        landmarker: the FaceLandmarker of `use_photo` (default: loaded with the other preprocessing models on
+            the first photo).
     """
 
-    def __init__(self, demo, split="val", latents_path=None, cache_size=TEXTURE_CACHE_SIZE):
+    def __init__(self, demo, split="val", latents_path=None, cache_size=TEXTURE_CACHE_SIZE, landmarker=None):
         self.demo = demo
         self.split = split
         self.latent_dim = demo.pipeline.generator.latent_dim
@@ -206,6 +247,7 @@ class Explorer:
                                  f"the {self.n_people} items of split {split} and latent_dim {self.latent_dim}")
         self._encoded = {}
         self.textures = TextureCache(self._decode, cache_size)
+        self.photos = PhotoInverter(demo, landmarker)
 
     # ----- identity -----------------------------------------------------------------------------------------
 
@@ -288,6 +330,34 @@ class Explorer:
             raise ValueError(f"uploaded identity {index} does not exist: the file has 0..{len(scene.uploaded) - 1}")
         return dataclasses.replace(scene, identity=scene.uploaded[int(index)])
 
+    def use_photo(self, scene: Scene, path: str, steps: int = DEFAULT_INVERT_STEPS, max_bytes: int = MAX_UPLOAD_BYTES,
+                  work_folder: str | None = None) -> Scene:
+        """Your photo: preprocessed and inverted (`varitex.explore.photo.PhotoInverter`), it becomes the scene.
+
+        The identity is the photo's code z (refined for ``steps`` Adam steps from the encoder's mu; sampling
+        around it uses the encoder's std); shape and expression are the photo's fitted coefficients (items
+        PHOTO_ITEM, component offsets 0), the pose the photo's. The interpolation slots stay.
+
+        Args:
+            work_folder: where the photo's preprocessed arrays are written while it is inverted (removed
+                afterwards); default: the system's temporary folder.
+        Raises:
+            UploadError: see `check_photo_file`; the photo gave no usable face ("no face found", ...); the
+                preprocessing models are not installed (the message says how to install them).
+            ValueError: ``steps`` outside 0..MAX_PHOTO_STEPS.
+        """
+        if not 0 <= int(steps) <= MAX_PHOTO_STEPS:
+            raise ValueError(f"refinement steps must be in 0..{MAX_PHOTO_STEPS}, got {steps}")
+        check_photo_file(path, max_bytes)
+        try:
+            z, std, photo = self.photos.invert(path, int(steps), work_folder)
+        except ValueError as error:
+            raise UploadError(str(error)) from None
+        identity = Identity(z=z, mu=z, std=std, name=f"{photo.name} (your photo, {int(steps)} steps)")
+        return dataclasses.replace(scene, identity=identity, photo=photo, shape_item=PHOTO_ITEM,
+                                   expression_item=PHOTO_ITEM, shape_components=(0.0,) * N_COMPONENTS,
+                                   expression_components=(0.0,) * N_COMPONENTS, pose=photo.pose)
+
     # ----- geometry -----------------------------------------------------------------------------------------
 
     @staticmethod
@@ -307,7 +377,8 @@ class Explorer:
 
     @staticmethod
     def reset_pose(scene):
-        return dataclasses.replace(scene, pose=(0.0, 0.0, 0.0))
+        """Back to the photo's pose when a photo was uploaded, else frontal."""
+        return dataclasses.replace(scene, pose=scene.photo.pose if scene.photo else (0.0, 0.0, 0.0))
 
     @staticmethod
     def reset_shape(scene):
@@ -322,7 +393,7 @@ class Explorer:
     def _set_coefficients(self, scene, kind, item, components):
         changes = {}
         if item is not None:
-            changes[f"{kind}_item"] = self._check_item(item, kind, allow_mean=True)
+            changes[f"{kind}_item"] = self._check_item(item, kind, allow_mean=True, photo=scene.photo)
         if components is not None:
             components = tuple(float(c) for c in components)
             if len(components) != N_COMPONENTS:
@@ -330,25 +401,35 @@ class Explorer:
             changes[f"{kind}_components"] = components
         return dataclasses.replace(scene, **changes)
 
-    def _check_item(self, item, what, allow_mean):
+    def _check_item(self, item, what, allow_mean, photo=None):
         item = int(item)
+        if item == PHOTO_ITEM and allow_mean and photo is not None:
+            return item
         low = -1 if allow_mean else 0
         if not low <= item < self.n_people:
             mean = " or -1 for the mean face" if allow_mean else ""
+            mean += f", {PHOTO_ITEM} for your photo" if allow_mean and photo is not None else ""
             raise ValueError(f"{what} {item} is not an item of the {self.split} split "
                              f"(0..{self.n_people - 1}{mean})")
         return item
 
     def coefficients(self, scene):
         """(sp (K_shape,), ep (K_expr,)) of the scene: the item's coefficients plus the component offsets."""
-        sp = self._coefficients(self.sp_items, scene.shape_item, scene.shape_components, self.shape_std)
+        photo = scene.photo
+        sp = self._coefficients(self.sp_items, scene.shape_item, scene.shape_components, self.shape_std,
+                                photo.sp if photo else None)
         ep = self._coefficients(self.ep_items, scene.expression_item, scene.expression_components,
-                                self.expression_std)
+                                self.expression_std, photo.ep if photo else None)
         return sp, ep
 
     @staticmethod
-    def _coefficients(items, item, components, std):
-        base = items[item].clone() if item >= 0 else torch.zeros(items.shape[1])
+    def _coefficients(items, item, components, std, photo):
+        """items (N, K), the item's index, its N_COMPONENTS offsets in std units, std (K,), the photo's (K,)
+        coefficients or None -> (K,)."""
+        if item == PHOTO_ITEM:
+            base = photo.clone()
+        else:
+            base = items[item].clone() if item >= 0 else torch.zeros(items.shape[1])
         k = min(N_COMPONENTS, len(base))
         base[:k] += torch.tensor(components[:k]) * std[:k]
         return base

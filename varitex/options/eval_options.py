@@ -6,6 +6,7 @@ from varitex.options.base_options import BaseOptions, _non_negative_float, _non_
 # of the gain of 100 for a fifth of the time (0.9 s per photo on 2 CPU cores; the authors' 256 px model costs
 # about 10 s per step there). README, "Your photo in the model".
 DEFAULT_INVERT_STEPS = 20
+DEFAULT_LAMBDA_PERCEPTUAL = 2.0  # the refinement's VGG-19 weight: training's default --lambda_vgg
 
 
 class EvalOptions(BaseOptions):
@@ -32,7 +33,7 @@ class InvertOptions(EvalOptions):
         parser.add_argument("--steps", default=DEFAULT_INVERT_STEPS, type=_non_negative_int,
                             help="Adam steps refining z on the masked reconstruction loss (0: encoder only)")
         parser.add_argument("--lr_invert", default=0.05, type=float, help="Adam learning rate of the refinement")
-        parser.add_argument("--lambda_perceptual", default=2.0, type=_non_negative_float,
+        parser.add_argument("--lambda_perceptual", default=DEFAULT_LAMBDA_PERCEPTUAL, type=_non_negative_float,
                             help="weight of the VGG-19 perceptual loss in the refinement (the training "
                                  "default of --lambda_vgg); used when VGG-19 ImageNet weights are found "
                                  "(--path_vgg or torchvision's cache), else the refinement uses L2 alone")
