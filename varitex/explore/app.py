@@ -63,6 +63,16 @@ def geometry_values(scene):
             *scene.expression_components)
 
 
+def coefficient_controls(gr, kind, item, split, neutral):
+    """The widgets of one kind of face-model coefficients ("shape" or "expression"): the item whose
+    coefficients are used, a slider per component (in standard deviations) and a reset button."""
+    item_box = gr.Number(item, precision=0, elem_id=f"{kind}_item",
+                         label=f"{kind} of {split} item (-1: {neutral}, {PHOTO_ITEM}: your photo's)")
+    sliders = [gr.Slider(-COMPONENT_RANGE, COMPONENT_RANGE, 0, step=0.1, label=f"{kind} component {k} (std)")
+               for k in range(N_COMPONENTS)]
+    return item_box, sliders, gr.Button(f"Reset {kind} components")
+
+
 def build(explorer, export_folder, max_upload_bytes=MAX_UPLOAD_BYTES, photo_folder=None):
     """The page for ``explorer``: a gradio.Blocks, not launched. Exports are written to ``export_folder``, the
     arrays of uploaded photos (while they are inverted) into ``photo_folder`` (default: the system's
@@ -146,18 +156,10 @@ def build(explorer, export_folder, max_upload_bytes=MAX_UPLOAD_BYTES, photo_fold
                     pose = [gr.Slider(-limit, limit, 0, step=1, label=f"{name} (degrees)", elem_id=name)
                             for name, limit in POSE_RANGES.items()]
                     reset_pose = gr.Button("Reset pose")
-                    shape_item = gr.Number(scene.shape_item, precision=0, elem_id="shape_item",
-                                           label=f"shape of {explorer.split} item (-1: mean shape, "
-                                                 f"{PHOTO_ITEM}: your photo's)")
-                    shape = [gr.Slider(-COMPONENT_RANGE, COMPONENT_RANGE, 0, step=0.1,
-                                       label=f"shape component {k} (std)") for k in range(N_COMPONENTS)]
-                    reset_shape = gr.Button("Reset shape components")
-                    expression_item = gr.Number(scene.expression_item, precision=0, elem_id="expression_item",
-                                                label=f"expression of {explorer.split} item (-1: neutral, "
-                                                      f"{PHOTO_ITEM}: your photo's)")
-                    expression = [gr.Slider(-COMPONENT_RANGE, COMPONENT_RANGE, 0, step=0.1,
-                                            label=f"expression component {k} (std)") for k in range(N_COMPONENTS)]
-                    reset_expression = gr.Button("Reset expression components")
+                    shape_item, shape, reset_shape = coefficient_controls(
+                        gr, "shape", scene.shape_item, explorer.split, "mean shape")
+                    expression_item, expression, reset_expression = coefficient_controls(
+                        gr, "expression", scene.expression_item, explorer.split, "neutral")
                 with gr.Tab("Your photo"):
                     missing = missing_preprocessing()
                     if missing:
