@@ -34,7 +34,7 @@ DEMO_OPTIONS = dict(
     texture_dim=128,            # smallest texture the decoder supports
     nc_feature2image=16,        # U-Net width at the top level
     network_width=0.125,        # encoder and decoders at 1/8 of the authors' widths: 0.65 s per step of batch 8
-                                # instead of 6 s, a 34 MB checkpoint instead of 540 MB. At width 1/4, 230 steps take
+                                # on 2 CPU cores, a 34 MB checkpoint instead of 540 MB. At width 1/4, 230 steps take
                                 # 4.5 min for val top-1 identity retrieval 0.35 (0.30 at 1/8 in 2.6 min)
     lambda_vgg=0.0,             # VGG-19 ImageNet weights cannot be downloaded offline
     no_lpips=True,              # neither can LPIPS' AlexNet weights (the module says so once)
