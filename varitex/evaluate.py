@@ -42,7 +42,8 @@ from varitex.data.keys_enum import DataItemKey as DIK
 from varitex.data.paths import require_path
 from varitex.evaluation import pose_consistency as pc
 from varitex.evaluation import report as rep
-from varitex.evaluation.reconstruction import batch_to_device, evaluate_reconstruction
+from varitex.data.batches import batch_to_device
+from varitex.evaluation.reconstruction import evaluate_reconstruction
 from varitex.generation import generate, uv_factory_from_options
 from varitex.geometry import rotation_to_euler
 from varitex.options import settings

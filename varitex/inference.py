@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from varitex import SEED
 from varitex import visualization as vis
+from varitex.data.batches import batch_to_device
 from varitex.data.keys_enum import DataItemKey as DIK
 from varitex.generation import generate, uv_factory_from_options
 from varitex.latents import LATENTS_FILE, latents_array
@@ -90,9 +91,6 @@ class Inference:
         return DataLoader(dataset, batch_size=self.opt.batch_size, shuffle=False,
                           num_workers=self.opt.num_workers)
 
-    def _to_device(self, batch):
-        return {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-
     @torch.no_grad()
     def encode(self, dataset, folder=None):
         """One pass over ``dataset`` with z = mu (mode 1 when ``folder`` is given).
@@ -105,7 +103,7 @@ class Inference:
         """
         result = dict(filenames=[], mu=[], std=[], sp=[], ep=[])
         for batch in tqdm(self.loader(dataset), desc="reconstruction" if folder else "encoding", unit="batch"):
-            batch = self.pipeline(self._to_device(batch), std_multiplier=0)
+            batch = self.pipeline(batch_to_device(batch, self.device), std_multiplier=0)
             if folder is not None:
                 images = vis.displayed_output(batch)
                 for image, name in zip(images, batch[DIK.FILENAME]):

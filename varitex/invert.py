@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from varitex import SEED
 from varitex import visualization as vis
+from varitex.data.batches import batch_to_device
 from varitex.data.keys_enum import DataItemKey as DIK
 from varitex.inversion import invert_batch, perceptual_loss, render_latents
 from varitex.latents import LATENTS_FILE, save_latents
@@ -91,7 +92,7 @@ def invert(run: RunSettings, log=print) -> str:
     filenames, mu, std, z, curves = [], [], [], [], []
     start = time.perf_counter()
     for batch in tqdm(loader, desc="inverting", unit="batch"):
-        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        batch = batch_to_device(batch, device)
         inversion = invert_batch(pipeline, batch, opt.steps, opt.lr_invert, perceptual, opt.lambda_perceptual)
         write_pictures(pipeline, batch, inversion, output)
         filenames += list(batch[DIK.FILENAME])

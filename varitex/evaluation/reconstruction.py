@@ -12,14 +12,10 @@ import torch
 from tqdm import tqdm
 
 from varitex.data.keys_enum import DataItemKey as DIK
+from varitex.data.batches import batch_to_device
 from varitex.modules.metrics import psnr_per_image, ssim_per_image
 
 LATENTS = {"z_mu": 0.0, "posterior_sample": 1.0}  # name -> std_multiplier
-
-
-def batch_to_device(batch, device):
-    """A dataset batch with its tensors moved to ``device`` (file names and other values unchanged)."""
-    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
 def image_metrics(fake, real, mask, lpips=None):

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from varitex.data.batches import batch_to_device
 from varitex.data.keys_enum import DataItemKey as DIK
 from varitex.geometry import rotation_to_euler
 from varitex.options.eval_options import DEFAULT_LAMBDA_PERCEPTUAL
@@ -139,8 +140,7 @@ class PhotoInverter:
                                         "image_folder": os.path.join(folder, IMAGES), "dataset_split": "all",
                                         "image_cache": None})
             item = photo_dataset(opt)[0]
-        batch = {key: value.to(self.demo.device) if isinstance(value, torch.Tensor) else value
-                 for key, value in default_collate([item]).items()}
+        batch = batch_to_device(default_collate([item]), self.demo.device)
         inversion = invert_batch(self.demo.pipeline, batch, steps, perceptual=self.perceptual(steps))
         pose = tuple(float(angle) for angle in rotation_to_euler(item[DIK.R]))
         photo = Photo(name=name, sp=item[DIK.COEFF_SHAPE], ep=item[DIK.COEFF_EXPRESSION], pose=pose)
