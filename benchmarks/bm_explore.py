@@ -41,7 +41,7 @@ MODELS = {
     "demo": {name: DEMO_OPTIONS[name] for name in DEMO_ARCHITECTURE},
     "full": dict(image_h=256, image_w=256, texture_dim=256, nc_feature2image=64),
 }
-TARGETS_S = {("demo", "cpu"): 0.150, ("full", "cpu"): 1.5, ("full", "cuda"): 0.030}  # issue 14, 2-core CPU
+TARGETS_S = {("demo", "cpu"): 0.150, ("full", "cpu"): 1.5, ("full", "cuda"): 0.030}  # targets per slider change (CPU: 2 cores)
 
 
 def random_checkpoint(path, options):
