@@ -28,12 +28,13 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import device_facts, he_initialize, synchronize  # noqa: E402
+from common import device_facts, synchronize  # noqa: E402
 
 from varitex.demo_world import ensure_demo_world  # noqa: E402
 from varitex.demo import Demo  # noqa: E402
 from varitex.explore.session import N_COMPONENTS, Explorer, TextureCache  # noqa: E402
-from varitex.modules.configs import options_to_dict  # noqa: E402
+from varitex.checkpoints import save_weights  # noqa: E402
+from varitex.modules.generator import he_initialize  # noqa: E402
 from varitex.modules.pipeline import PipelineModule  # noqa: E402
 from varitex.options.settings import DEMO_ARCHITECTURE, DEMO_OPTIONS  # noqa: E402
 
@@ -49,7 +50,7 @@ def random_checkpoint(path, options):
     torch.manual_seed(0)
     pipeline = PipelineModule(dict(options, lambda_gan=0.0, lambda_vgg=0.0, no_lpips=True))
     he_initialize(pipeline.generator)
-    torch.save({"state_dict": pipeline.state_dict(), "varitex_opt": options_to_dict(pipeline.opt)}, path)
+    save_weights(pipeline, path)
 
 
 def timed(function, device):

@@ -27,13 +27,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (default_device, device_facts, he_initialize, peak_memory_gib, random_batch,  # noqa: E402,I001
-                    reset_peak_memory, synchronize)
+from common import default_device, device_facts, peak_memory_gib, random_batch, reset_peak_memory, synchronize  # noqa: E402,I001
 
 from varitex.data.keys_enum import DataItemKey as DIK  # noqa: E402
 from varitex.inversion import refine_latents  # noqa: E402
 from varitex.modules.configs import generator_config  # noqa: E402
-from varitex.modules.generator import Generator  # noqa: E402
+from varitex.modules.generator import Generator, he_initialize  # noqa: E402
 from varitex.modules.loss import VGG19Loss  # noqa: E402
 from varitex.options import TrainOptions  # noqa: E402
 from varitex.options.eval_options import DEFAULT_INVERT_STEPS  # noqa: E402

@@ -27,16 +27,6 @@ SMOKE_FLAGS = ["--image_h", "64", "--image_w", "64", "--texture_dim", "128", "--
                "--feature2image_num_layers", "3", "--nc_discriminator", "16"]
 
 
-def he_initialize(generator):
-    """He-initialize the convolutions of ``generator`` in place and return it. Timing needs it: with the default
-    initialization the activations of an untrained generator fade into subnormal floats, which are many times
-    slower on CPUs and not what a trained model computes."""
-    for module in generator.modules():
-        if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
-            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-    return generator
-
-
 def parse_config(name, switches=tuple(SWITCHES)):
     """'bf16-cl-reuse' -> {"precision": "bf16-mixed", "channels_last": True, "reuse_generator_output": True, ...}
     (Lightning precision names; every switch of ``switches`` present as a bool)."""

@@ -83,9 +83,9 @@ def random_inception_file(tmp_path_factory):
         patch.setattr(inception.FeatureExtractorInceptionV3, "load_state_dict", lambda self, *a, **k: None)
         torch.manual_seed(0)
         model = inception.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
-    for module in model.modules():  # He initialization keeps the activations' scale through the 20 layers
-        if isinstance(module, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+    from varitex.modules.generator import he_initialize
+
+    he_initialize(model)  # keeps the activations' scale through the 20 layers
     path = tmp_path_factory.mktemp(SESSION_PREFIX + "inception") / "random_inception.pth"
     torch.save(model.state_dict(), path)
     return path

@@ -72,16 +72,14 @@ def write_random_checkpoint(path, **options):
     initialization the signal fades through the decoders and the U-Net, and the picture hardly depends on the
     pose; with these weights it does, as a trained model's does, and about 70% of the pixels count as head.
     """
-    from varitex.modules.configs import options_to_dict
+    from varitex.checkpoints import save_weights
+    from varitex.modules.generator import he_initialize
     from varitex.modules.pipeline import PipelineModule
 
     torch.manual_seed(0)
     pipeline = PipelineModule(options)
-    for module in pipeline.generator.modules():
-        if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
-            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-    torch.save({"state_dict": pipeline.state_dict(), "varitex_opt": options_to_dict(pipeline.opt)}, path)
-    return path
+    he_initialize(pipeline.generator)
+    return save_weights(pipeline, path)
 
 
 def world_paths(root):

@@ -1,7 +1,6 @@
 """varitex-evaluate end to end on the tiny demo world with a small random checkpoint: the report files and their
 keys, undetected faces counted, FID through a weights file, and one line per missing optional model."""
 import argparse
-import dataclasses
 import json
 
 import numpy as np
@@ -10,7 +9,7 @@ import torch
 
 from varitex import evaluate
 from varitex.evaluation import identity, pose_consistency
-from varitex.modules.configs import options_to_dict
+from varitex.checkpoints import save_weights
 from varitex.modules.pipeline import PipelineModule
 from varitex.options import TrainOptions
 from varitex.preprocess.fitting import Stage
@@ -28,9 +27,7 @@ def random_checkpoint(world, path):
     torch.manual_seed(0)
     config = narrow_generator(opt)
     pipeline = PipelineModule(opt, generator_config=config)
-    torch.save({"state_dict": pipeline.state_dict(), "varitex_opt": options_to_dict(opt),
-                "varitex_generator": options_to_dict(dataclasses.asdict(config))}, path)
-    return path
+    return save_weights(pipeline, path)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import torch
 from test_e2e_train_inference import TINY, world_flags
 from varitex import inference, train
 from varitex.demo_world.world import ensure_demo_world
-from varitex.modules.configs import options_to_dict
+from varitex.checkpoints import save_weights
 from varitex.modules.pipeline import PipelineModule
 
 TINY_MODEL = dict(image_h=64, image_w=64, texture_dim=128, nc_feature2image=8, lambda_vgg=0.0, no_lpips=True,
@@ -30,8 +30,7 @@ def checkpoint(tmp_path_factory):
     """An untrained checkpoint of a tiny model in our format (inference only needs the weights and options)."""
     model = PipelineModule(TINY_MODEL)
     path = tmp_path_factory.mktemp("checkpoint") / "tiny.ckpt"
-    torch.save({"state_dict": model.state_dict(), "varitex_opt": options_to_dict(model.opt)}, path)
-    return path
+    return save_weights(model, path)
 
 
 def copied_world(world, tmp_path):

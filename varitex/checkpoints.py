@@ -228,3 +228,13 @@ def load_pipeline(path: str | os.PathLike, opt: Any = None, map_location: Any = 
     if lpips_state and pipeline.metric_lpips is not None:
         pipeline.metric_lpips.load_state_dict(lpips_state)
     return pipeline.eval()
+
+
+def save_weights(pipeline: PipelineModule, path: str | os.PathLike) -> str | os.PathLike:
+    """Write ``pipeline``'s weights with its options and generator arguments, as varitex-train's checkpoints
+    store them (no optimizer state: it loads for inference, the notebook and the explorer, not to resume
+    training). Returns ``path``."""
+    checkpoint = {"state_dict": pipeline.state_dict()}
+    pipeline.on_save_checkpoint(checkpoint)
+    torch.save(checkpoint, path)
+    return path
