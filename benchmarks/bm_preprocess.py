@@ -37,7 +37,8 @@ from varitex.preprocess.alignment import align_ffhq
 from varitex.preprocess.landmarks import FACE_OVAL, FaceLandmarker, eye_mouth_points
 from varitex.preprocess.segmentation import person_probability, polygon_mask, segment_face
 from varitex.demo_world.face_model import build_face_model
-from varitex.geometry import BFM2017, DEFAULT_S, DEFAULT_T, pose_vertices, render_uv, save_bfm2017
+from varitex.demo_world.world import save_demo_face_model
+from varitex.geometry import BFM2017, DEFAULT_S, DEFAULT_T, pose_vertices, render_uv
 from varitex.preprocess.correspondence import load_correspondence
 from varitex.preprocess.fitting import LandmarkFaceModel, fit_landmarks
 from varitex.preprocess.pipeline import FaceItem, InputResult
@@ -111,8 +112,7 @@ def fit_and_write_stages(aligned, landmarks, size, fit_batch, repeats, landmarke
     """Fit, uv and write of the aligned photo: yields (stage name, per-image timing) per stage."""
     model = build_face_model()
     with tempfile.TemporaryDirectory() as folder:
-        bfm = BFM2017(save_bfm2017(Path(folder) / "model.h5", model.mean, model.shape_basis, model.shape_variance,
-                                   model.expression_basis, model.expression_variance, model.faces))
+        bfm = BFM2017(save_demo_face_model(Path(folder) / "model.h5", model))
         correspondence = load_correspondence(bfm, lambda: landmarker, cache_dir=Path(folder) / "cache")
         face_model = LandmarkFaceModel(bfm, correspondence.vertex_ids, correspondence.barycentrics)
         rng = np.random.default_rng(0)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from varitex.demo_world import face_model as fm
+from varitex.demo_world.world import save_demo_face_model
 from varitex.geometry import BFM2017, load_uv_parameterization, save_bfm2017, save_uv_parameterization
 
 
@@ -122,3 +123,18 @@ def test_files_round_trip_through_the_geometry_readers(model, tmp_path):
     ep = rng.standard_normal(100) * np.sqrt(model.expression_variance)
     vertices = bfm.generate_vertices(torch.tensor(sp[None]), torch.tensor(ep[None]))[0].numpy()
     np.testing.assert_allclose(vertices, model.vertices(sp, ep), atol=1e-3)
+
+
+def test_the_model_file_carries_the_average_persons_albedo_as_its_mean_colour(model, tmp_path):
+    color = BFM2017(save_demo_face_model(tmp_path / "m.h5", model)).mean_color.numpy()
+    assert color.shape == (model.n_vertices, 3) and color.min() >= 0 and color.max() <= 1
+
+    def near(x, y):  # the vertex closest to front coordinates (x, y) mm
+        return np.hypot(model.front[:, 0] - x, model.front[:, 1] - y).argmin()
+
+    cheek = color[near(45.0, -5.0)]
+    pupils = color[[near(side * fm.EYE_CENTER[0], fm.EYE_CENTER[1] + 0.4) for side in (-1, 1)]]
+    lips = color[near(0.0, fm.MOUTH_Y - 5.0)]
+    assert cheek[0] > cheek[1] > cheek[2]  # skin
+    assert (pupils.sum(1) < 0.5 * cheek.sum()).all()
+    assert lips[0] / lips[1] > 1.2 * cheek[0] / cheek[1]  # redder than the skin

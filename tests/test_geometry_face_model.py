@@ -12,13 +12,14 @@ from varitex.generation import uv_factory_from_options
 from varitex.options import MissingPathError
 
 
-def write_triangle_model(path):
-    """One triangle (V=3), 2 shape and 1 expression components, with a non-zero expression mean."""
+def write_triangle_model(path, **optional):
+    """One triangle (V=3), 2 shape and 1 expression components, with a non-zero expression mean; ``optional``:
+    further save_bfm2017 arguments (mean_color)."""
     mean = torch.arange(9.0)                                   # v0=(0,1,2), v1=(3,4,5), v2=(6,7,8)
     shape_basis = torch.stack([torch.ones(9), torch.eye(3).reshape(9)], dim=1)  # (9, 2)
     expression_basis = torch.tensor([0.0, 0, 1] * 3)[:, None]  # moves every vertex along z
     return save_bfm2017(path, mean, shape_basis, torch.tensor([4.0, 1.0]), expression_basis, torch.tensor([9.0]),
-                        torch.tensor([[0, 1, 2]]), expression_mean=torch.full((9,), 100.0))
+                        torch.tensor([[0, 1, 2]]), expression_mean=torch.full((9,), 100.0), **optional)
 
 
 def grid_face(rows=9, cols=9):
@@ -98,6 +99,29 @@ def test_bfm_file_missing_a_required_key_names_key_and_file(tmp_path, key):
     with h5py.File(path, "a") as h5:
         del h5[key]
     with pytest.raises(ValueError, match=f"broken.h5: .*lacks the required dataset '{key}'"):
+        BFM2017(path)
+
+
+def test_the_mean_colour_is_read_when_the_file_has_one(tmp_path):
+    assert BFM2017(write_triangle_model(tmp_path / "plain.h5")).mean_color is None
+    colors = [[0.1, 0.2, 0.3], [0.4, 0.5, 0.6], [1.04, 0.0, -0.02]]  # a PCA mean may overshoot a little
+    path = write_triangle_model(tmp_path / "colored.h5", mean_color=colors)
+    with h5py.File(path, "r") as h5:
+        assert h5["color/model/mean"][()].tolist() == pytest.approx([v for rgb in colors for v in rgb])
+    torch.testing.assert_close(BFM2017(path).mean_color,
+                               torch.tensor([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6], [1.0, 0.0, 0.0]]))
+
+
+@pytest.mark.parametrize("values, problem", [
+    ([0.5] * 6, "has 6 entries, expected 9"),
+    ([200.0] * 9, r"ranges over \[200, 200\]; expected colours in \[0, 1\]"),
+    ([float("nan")] * 9, "non-finite"),
+])
+def test_a_bad_mean_colour_names_the_file_the_dataset_and_the_problem(tmp_path, values, problem):
+    path = write_triangle_model(tmp_path / "broken.h5")
+    with h5py.File(path, "a") as h5:
+        h5.create_dataset("color/model/mean", data=values)
+    with pytest.raises(ValueError, match=f"broken.h5: .*'color/model/mean'.*{problem}"):
         BFM2017(path)
 
 

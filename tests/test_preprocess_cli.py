@@ -85,11 +85,12 @@ def test_round_trip_on_held_out_demo_people_recovers_pose_uv_and_head(round_trip
     uv_iou = iou((result["uv"] != -1).any(-1), (truth["uv"][rows] != -1).any(-1))
     head = lambda labels: (labels >= 1) & (labels <= 15)  # noqa: E731
     head_iou = iou(head(result["segmentation"]), head(truth["segmentation"][rows]))
-    # Measured on these 24 images: rotation error median 3.26, 90th percentile 5.69 degrees, uv-mask IoU
-    # median 0.923, head IoU median 0.98. The targets (median <= 3 degrees, uv IoU >= 0.93) are not
-    # reached yet: the bounds below guard what the fitter does today.
-    assert np.median(rotation_error) <= 3.5 and np.percentile(rotation_error, 90) <= 8.0
-    assert np.median(uv_iou) >= 0.915
+    # Measured on these 24 images: rotation error median 2.74, 90th percentile 5.78 degrees (3.26 and 5.69
+    # when the correspondence renders ignored the model's mean colour), uv-mask IoU median 0.929, head IoU
+    # median 0.98. The uv-mask target of 0.93 is not reached: the mask's sides and forehead edge lie on
+    # skin-coloured skull in these images, where no landmark sees them; the bound guards today's fit.
+    assert np.median(rotation_error) <= 3.0 and np.percentile(rotation_error, 90) <= 8.0
+    assert np.median(uv_iou) >= 0.92
     assert np.median(head_iou) >= 0.85
     errors = [item["reprojection_error_px"] for entry in report["inputs"] for item in entry["items"]]
     assert np.median(errors) < 2.0

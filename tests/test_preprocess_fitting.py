@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from varitex.demo_world.face_model import build_face_model
-from varitex.geometry import BFM2017, euler_to_rotation, pose_vertices, project_to_ndc, save_bfm2017
+from varitex.demo_world.world import save_demo_face_model
+from varitex.geometry import BFM2017, euler_to_rotation, pose_vertices, project_to_ndc
 from varitex.preprocess.fitting import (FIT_SCHEDULE, LandmarkFaceModel, Stage, fit_landmarks, ndc_to_pixels,
                                         pixels_to_ndc, project_landmarks)
 
@@ -15,8 +16,7 @@ IMAGE_SIZE = 512
 def face_model(tmp_path_factory):
     """The demo world's face model as a BFM file, and 200 landmark points: vertices and in-triangle points."""
     model = build_face_model()
-    path = save_bfm2017(tmp_path_factory.mktemp("face_model") / "model.h5", model.mean, model.shape_basis,
-                        model.shape_variance, model.expression_basis, model.expression_variance, model.faces)
+    path = save_demo_face_model(tmp_path_factory.mktemp("face_model") / "model.h5", model)
     bfm = BFM2017(path)
     rng = np.random.default_rng(0)
     front = (np.abs(model.front[:, 0]) < 55) & (model.front[:, 1] > -75) & (model.front[:, 1] < 60)

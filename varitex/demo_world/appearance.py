@@ -89,6 +89,34 @@ def sample_identity(rng):
         skin_noise_phase=rng.uniform(0, 2 * np.pi, 4))
 
 
+def mean_identity():
+    """The average person of ``sample_identity``'s distribution: the middle skin tone, the expected hair and
+    iris colours, no fringe, no stubble. Its albedo is the face model file's mean colour."""
+    skin = _SKIN_TONES[len(_SKIN_TONES) // 2]
+    hair = _HAIR_PROBABILITIES @ _HAIR_COLORS
+    lips = skin + 0.575 * (np.array([0.72, 0.30, 0.32]) - skin) * np.array([1.0, 1.2, 1.1])
+    return Identity(
+        skin=skin, lips=np.clip(lips, 0, 1), hair=hair, brows=hair * 0.85, iris=_IRIS_COLORS.mean(axis=0),
+        hairline=86.0, hair_volume=12.0, long_hair=False, hair_length=-115.0, brow_thickness=5.75, brow_arch=2.75,
+        blush=0.5, stubble=0.0, gaze=0.0, ear_scale=1.0, neck_width=1.0, cloth=np.full(3, 0.4),
+        skin_noise_phase=np.zeros(4))
+
+
+def vertex_albedo(identity, verts_uvs, texture_size=128):
+    """Per-vertex albedo of ``identity``'s painted face: (V, 3) float32 in [0, 1], the face texture sampled
+    bilinearly at each vertex's UV ``verts_uvs`` (V, 2) in [0, 1]."""
+    albedo, _ = paint_face_texture(identity, texture_size)
+    # Texel (row r, column c) is centred at UV ((c + 0.5) / T, (r + 0.5) / T).
+    position = np.clip(np.asarray(verts_uvs, dtype=np.float64) * texture_size - 0.5, 0, texture_size - 1)
+    low = np.minimum(np.floor(position).astype(np.int64), texture_size - 2)
+    fraction = position - low
+    u, v = fraction[:, :1], fraction[:, 1:]
+    c, r = low[:, 0], low[:, 1]
+    top = albedo[r, c] * (1 - u) + albedo[r, c + 1] * u
+    bottom = albedo[r + 1, c] * (1 - u) + albedo[r + 1, c + 1] * u
+    return (top * (1 - v) + bottom * v).astype(np.float32)
+
+
 def _mix(color, target, alpha):
     """Blend (..., 3) colours towards ``target`` by ``alpha`` (...,) in [0, 1]."""
     return color + np.clip(alpha, 0, 1)[..., None] * (np.asarray(target) - color)

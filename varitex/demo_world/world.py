@@ -2,7 +2,7 @@
 
 ``generate_demo_world(root)`` writes::
 
-    root/basel_facemodel/model2017-1_face12_nomouth.h5   face model, BFM 2017 HDF5 layout
+    root/basel_facemodel/model2017-1_face12_nomouth.h5   face model, BFM 2017 HDF5 layout with a mean colour
     root/basel_facemodel/face12.json                     its UV parameterization
     root/FFHQ/preprocessed_dataset/{R,t,s,sp,ep,segmentation,uv,filename}.npy, dataset_splits.npz
     root/FFHQ/images/<stem>.png                           RGB images
@@ -37,7 +37,7 @@ from varitex.safe_io import load_string_array, save_npy
 
 MANIFEST = "demo_world.json"
 GENERATOR = "varitex.demo_world.world"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: the face model file has a mean colour
 BFM_FILE = Path("basel_facemodel", "model2017-1_face12_nomouth.h5")
 UV_FILE = Path("basel_facemodel", "face12.json")
 ARRAY_DIR = Path("FFHQ", "preprocessed_dataset")
@@ -235,11 +235,19 @@ def _check_replaceable(root):
                              "refusing to overwrite it, choose another --root")
 
 
+def save_demo_face_model(path, model=None):
+    """Write the demo face model (``build_face_model()`` unless ``model`` is given) as a Basel Face Model 2017
+    file whose mean colour is the average person's albedo (``appearance.mean_identity``); returns the path."""
+    model = model if model is not None else build_face_model()
+    mean_color = appearance.vertex_albedo(appearance.mean_identity(), model.verts_uvs)
+    return save_bfm2017(path, model.mean, model.shape_basis, model.shape_variance, model.expression_basis,
+                        model.expression_variance, model.faces, mean_color=mean_color)
+
+
 def _generate(root, parameters, progress):
     """Write the face model and the dataset into ``root``; returns a summary dict for the manifest."""
     model = build_face_model()
-    save_bfm2017(root / BFM_FILE, model.mean, model.shape_basis, model.shape_variance, model.expression_basis,
-                 model.expression_variance, model.faces)
+    save_demo_face_model(root / BFM_FILE, model)
     save_uv_parameterization(root / UV_FILE, model.verts_uvs, model.faces)
     # Render from the files as written, so that the stored uv is what BFMUVFactory computes from them.
     bfm = BFM2017(root / BFM_FILE)

@@ -2,8 +2,9 @@
 
 Layout (docs/conventions.md): ``shape/model/mean`` (3V,), ``shape/model/pcaBasis`` (3V, K_shape),
 ``shape/model/pcaVariance`` (K_shape,), ``shape/representer/cells`` (3, F),
-``expression/model/pcaBasis`` (3V, K_expr), ``expression/model/pcaVariance`` (K_expr,). Coordinates are
-interleaved x0 y0 z0 x1 y1 z1 ... in millimetres. Counts are read from the file (V = 28,588, F = 56,572,
+``expression/model/pcaBasis`` (3V, K_expr), ``expression/model/pcaVariance`` (K_expr,) and, optional,
+``color/model/mean`` (3V,), the mean albedo r0 g0 b0 r1 ... in [0, 1]. Coordinates are interleaved
+x0 y0 z0 x1 y1 z1 ... in millimetres. Counts are read from the file (V = 28,588, F = 56,572,
 K = 199 / 100 for ``model2017-1_face12_nomouth.h5``).
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ CELLS = "shape/representer/cells"
 EXPRESSION_BASIS = "expression/model/pcaBasis"
 EXPRESSION_VARIANCE = "expression/model/pcaVariance"
 EXPRESSION_MEAN = "expression/model/mean"
+COLOR_MEAN = "color/model/mean"
 REQUIRED_KEYS = (SHAPE_MEAN, SHAPE_BASIS, SHAPE_VARIANCE, CELLS, EXPRESSION_BASIS, EXPRESSION_VARIANCE)
 
 
@@ -55,6 +57,8 @@ class BFM2017:
         n_vertices, n_faces, n_shape, n_expression: counts read from the file.
         faces: (F, 3) int64 triangle vertex indices.
         shape_variance: (K_shape,) float32 PCA variances; expression_variance likewise (K_expr,).
+        mean_color: (V, 3) float32 mean albedo in [0, 1] from ``color/model/mean``, or None when the file
+            has no colour model.
     """
 
     def __init__(self, path: str | Path):
@@ -73,6 +77,7 @@ class BFM2017:
             cells = np.asarray(h5[CELLS])
             expression_basis = np.asarray(h5[EXPRESSION_BASIS], dtype=np.float32)
             expression_variance = np.asarray(h5[EXPRESSION_VARIANCE], dtype=np.float32).reshape(-1)
+            mean_color = np.asarray(h5[COLOR_MEAN], dtype=np.float32).reshape(-1) if COLOR_MEAN in h5 else None
         for key, values in ((SHAPE_MEAN, mean), (SHAPE_BASIS, shape_basis), (SHAPE_VARIANCE, shape_variance),
                             (EXPRESSION_BASIS, expression_basis), (EXPRESSION_VARIANCE, expression_variance)):
             if not np.isfinite(values).all():
@@ -94,6 +99,7 @@ class BFM2017:
             raise ValueError(f"{self.path}: '{CELLS}' has shape {cells.shape}, expected (3, F)")
         if cells.size and (cells.min() < 0 or cells.max() >= self.n_vertices):
             raise ValueError(f"{self.path}: '{CELLS}' index out of range [0, {self.n_vertices})")
+        self.mean_color = None if mean_color is None else torch.from_numpy(self._checked_color(mean_color))
         self.n_shape = shape_variance.shape[0]
         self.n_expression = expression_variance.shape[0]
         self.faces = torch.from_numpy(cells.T.astype(np.int64))
@@ -102,6 +108,20 @@ class BFM2017:
         self.expression_variance = torch.from_numpy(expression_variance)
         self._host = (torch.from_numpy(mean), torch.from_numpy(shape_basis), torch.from_numpy(expression_basis))
         self._on_device = {}
+
+    def _checked_color(self, mean_color):
+        """(V, 3) colours in [0, 1] from the flat ``color/model/mean``; ValueError naming the file otherwise."""
+        if mean_color.shape[0] != 3 * self.n_vertices:
+            raise ValueError(f"{self.path}: '{COLOR_MEAN}' has {mean_color.shape[0]} entries, expected "
+                             f"{3 * self.n_vertices} (r, g, b for each of the {self.n_vertices} vertices)")
+        if not np.isfinite(mean_color).all():
+            raise ValueError(f"{self.path}: dataset '{COLOR_MEAN}' holds non-finite values (NaN or infinity)")
+        # The Basel Face Model stores colours in [0, 1]; a slight overshoot of a PCA mean is clipped, values
+        # far outside (8-bit colours, say) are refused rather than guessed.
+        if mean_color.min() < -0.1 or mean_color.max() > 1.1:
+            raise ValueError(f"{self.path}: '{COLOR_MEAN}' ranges over [{mean_color.min():.3g}, "
+                             f"{mean_color.max():.3g}]; expected colours in [0, 1]")
+        return np.clip(mean_color, 0.0, 1.0).reshape(self.n_vertices, 3)
 
     def _model(self, device, dtype):
         """(mean, shape basis, expression basis) on ``device`` in ``dtype``, cached per (device, dtype)."""
@@ -155,7 +175,7 @@ class BFM2017:
 
 
 def save_bfm2017(path, mean, shape_basis, shape_variance, expression_basis, expression_variance, faces,
-                 expression_mean=None):
+                 expression_mean=None, mean_color=None):
     """Write a face model in the exact Basel Face Model 2017 HDF5 layout (read back by BFM2017).
 
     Args:
@@ -165,6 +185,7 @@ def save_bfm2017(path, mean, shape_basis, shape_variance, expression_basis, expr
         expression_basis: (3V, K_expr); expression_variance: (K_expr,).
         faces: (F, 3) vertex indices, stored as ``shape/representer/cells`` (3, F) int32.
         expression_mean: optional (3V,) ``expression/model/mean`` (present in the real file, never used).
+        mean_color: optional (V, 3) or (3V,) mean albedo in [0, 1], stored as ``color/model/mean``.
 
     Returns:
         The path written, as a Path.
@@ -190,6 +211,10 @@ def save_bfm2017(path, mean, shape_basis, shape_variance, expression_basis, expr
     }
     if expression_mean is not None:
         datasets[EXPRESSION_MEAN] = as_array(expression_mean, np.float32).reshape(-1)
+    if mean_color is not None:
+        datasets[COLOR_MEAN] = as_array(mean_color, np.float32).reshape(-1)
+        if datasets[COLOR_MEAN].shape != mean.shape:
+            raise ValueError(f"mean_color must have {mean.shape[0] // 3} x 3 entries, got {datasets[COLOR_MEAN].size}")
     for key in (SHAPE_BASIS, EXPRESSION_BASIS):
         if datasets[key].ndim != 2 or datasets[key].shape[0] != mean.shape[0]:
             raise ValueError(f"'{key}' must have shape ({mean.shape[0]}, K), got {datasets[key].shape}")

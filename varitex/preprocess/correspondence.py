@@ -4,9 +4,14 @@ No correspondence file is shipped or downloaded: for any face model in the Basel
 (the real ``face12`` model, the embedded demo model, another PCA model written in that layout) the
 correspondence is computed at run time and cached per model file:
 
-1. the model's mean shape is rendered with plain Lambertian shading (a skin-coloured albedo, one light,
-   two-sided normals, dark background) in ``VIEWS_DEG`` poses with the authors' default framing
-   (t = (0, -2, -57), s = 0.1, the framing of an aligned FFHQ photo) at 512 x 512;
+1. the model's mean shape is rendered with Lambertian shading (one light, two-sided normals, dark
+   background) in ``VIEWS_DEG`` poses with the authors' default framing (t = (0, -2, -57), s = 0.1, the
+   framing of an aligned FFHQ photo) at 512 x 512. The albedo is the file's mean colour
+   (``color/model/mean``, as the real Basel Face Model has): the detector then places eyes, brows and lips
+   where the model's own texture has them, as it does on photos. On a plain skin-coloured mesh it has to
+   guess them from the relief: on the demo world's held-out people the true parameters then reproject
+   with a mean landmark error of 6.3 px at 512 against 5.3 px, and the fits' rotation error median is
+   3.3 against 2.7 degrees. Files without a colour model are rendered in one skin colour (``ALBEDO``);
 2. the face landmarker runs on each render;
 3. each landmark is lifted to the surface with the rasterizer: the triangle under its pixel
    (``pix_to_face``) and the perspective-correct barycentrics give a point of the mean mesh;
@@ -35,7 +40,7 @@ from varitex.geometry import DEFAULT_S, DEFAULT_T, euler_to_rotation, pose_verti
 from varitex.geometry.mesh_attributes import interpolate_vertex_attributes, vertex_normals
 
 # Bump when the rendering, detection or aggregation changes: cached correspondences are then recomputed.
-CORRESPONDENCE_VERSION = 2
+CORRESPONDENCE_VERSION = 3
 # Poses (pitch, yaw, roll in degrees) of the renders: frontal, turned left/right, up/down, and mixed.
 VIEWS_DEG = ((0, 0, 0), (0, -15, 0), (0, 15, 0), (0, -30, 0), (0, 30, 0), (-10, 0, 0), (10, 0, 0),
              (-8, -20, 0), (8, 20, 0), (0, 0, -10), (0, 0, 10))
@@ -43,7 +48,8 @@ RENDER_SIZE = 512
 MIN_HIT_FRACTION = 0.6
 SPREAD_SCALE_MM = 4.0
 MAX_SPREAD_MM = 3.5
-# Render appearance: skin-coloured albedo, a light from the upper front, dark-grey background.
+# Render appearance: the albedo of files without a colour model, a light from the upper front, dark-grey
+# background.
 ALBEDO = (0.85, 0.66, 0.55)
 LIGHT_DIRECTION = (0.2, 0.35, 1.0)
 AMBIENT = 0.35
@@ -80,7 +86,8 @@ def file_digest(path):
 
 
 def render_views(bfm, views=VIEWS_DEG, size=RENDER_SIZE):
-    """The model's mean shape, shaded, in each pose of ``views`` with the default framing.
+    """The model's mean shape in its mean colour (or ``ALBEDO``), shaded, in each pose of ``views`` with the
+    default framing.
 
     Args:
         bfm: varitex.geometry.BFM2017.
@@ -103,7 +110,11 @@ def render_views(bfm, views=VIEWS_DEG, size=RENDER_SIZE):
     normals = normals * torch.where(normals[..., 2:] < 0, -1.0, 1.0)
     light = torch.nn.functional.normalize(torch.tensor(LIGHT_DIRECTION), dim=0)
     shade = AMBIENT + (1 - AMBIENT) * (normals @ light).clamp(min=0)
-    color = torch.tensor(ALBEDO) * shade[..., None]
+    if bfm.mean_color is not None:
+        albedo = interpolate_vertex_attributes(fragments, bfm.faces, bfm.mean_color.expand(n, -1, -1))
+    else:
+        albedo = torch.tensor(ALBEDO)
+    color = albedo * shade[..., None]
     hit = (fragments.pix_to_face >= 0)[..., None]
     image = torch.where(hit, color, torch.tensor(BACKGROUND))
     return (image * 255 + 0.5).clamp(0, 255).to(torch.uint8).numpy(), fragments, mean[0]
