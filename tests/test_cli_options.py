@@ -67,7 +67,7 @@ def test_demo_options_point_at_the_demo_world_and_flags_win(tiny_world, monkeypa
     # The measured demo recipe (a narrow network that learns identities in 460 steps); the authors' defaults
     # stay what a run without --demo gets.
     assert (opt.network_width, opt.lr, opt.lambda_kl, opt.lambda_rgb_texture, opt.batch_size, opt.max_epochs) == (
-        0.125, 1e-2, 0.01, 1.0, 8, 20)
+        0.25, 1e-2, 0.01, 1.0, 8, 20)
     authors = TrainOptions().parse([])
     assert (authors.network_width, authors.lr, authors.lambda_kl, authors.lambda_rgb_texture) == (1.0, 1e-3, 0.1, 0.0)
 
