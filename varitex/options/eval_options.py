@@ -1,9 +1,9 @@
 """Inference and demo options, and those of the own-photo commands varitex-invert and varitex-edit."""
 from varitex.options.base_options import BaseOptions, _non_negative_float, _non_negative_int, _positive_int
 
-# Refinement steps of varitex-invert. Measured on the demo model's 20 val people, the masked L2 falls from 0.382
-# (encoder) to 0.342, 0.323, 0.297, 0.274 after 10, 20, 50, 100 steps, with no knee: 20 steps get more than half
-# of the gain of 100 for a fifth of the time (0.9 s per photo on 2 CPU cores; the authors' 256 px model costs
+# Refinement steps of varitex-invert. Measured on the demo model's 20 val people, the masked L2 falls from 0.356
+# (encoder) to 0.326, 0.315, 0.298, 0.281 after 10, 20, 50, 100 steps, with no knee: 20 steps get more than half
+# of the gain of 100 for a fifth of the time (1.6 s per photo on 2 CPU cores; the authors' 256 px model costs
 # about 10 s per step there). README, "Your photo in the model".
 DEFAULT_INVERT_STEPS = 20
 DEFAULT_LAMBDA_PERCEPTUAL = 2.0  # the refinement's VGG-19 weight: training's default --lambda_vgg

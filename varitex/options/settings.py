@@ -27,7 +27,7 @@ from varitex.options.eval_options import EditOptions, EvalOptions, EvaluateOptio
 from varitex.options.train_options import TrainOptions
 from varitex.safe_io import load_json, load_npz, stem_problem
 
-# --demo: sized so that training plus all three inference modes take about 8 minutes on a 2-core CPU.
+# --demo: sized so that the world, training and all three inference modes take about 9 minutes on a 2-core CPU.
 # "top-1" below is benchmarks/demo_learning_curve.py's identity retrieval over the 20 val people. With 20
 # people it is coarse: two runs whose expected top-1 (over 40 unseen people) is the same 0.48 gave 0.50 and 0.35.
 DEMO_OPTIONS = dict(
@@ -53,9 +53,9 @@ DEMO_OPTIONS = dict(
                                 # colours: top-1 0.30 instead of 0.25 after 230 steps (10 is no better)
     transform_mode="f",         # flips only: the full affine augmentation slows down so short a run
     batch_size=8,
-    max_epochs=20,              # 460 steps over the 180 training people, 6.4 min on a 2-core CPU: top-1 0.50,
-                                # val L2 0.171. A cosine learning-rate decay gave the same expected top-1 (0.34
-                                # against 0.34 at width 1/8), 30 epochs no more (0.31)
+    max_epochs=20,              # 460 steps over the 180 training people, 7.4 min on a 2-core CPU: top-1 0.50,
+                                # val L2 0.171. At width 1/8, a learning rate decaying with a cosine gave the same
+                                # expected top-1 as a constant one (0.34), and 0.31 over 30 epochs
     display_freq=460,           # pictures once, at the end
     num_workers=1,
     keep_checkpoints=1,
