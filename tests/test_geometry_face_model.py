@@ -110,6 +110,8 @@ def test_the_mean_colour_is_read_when_the_file_has_one(tmp_path):
         assert h5["color/model/mean"][()].tolist() == pytest.approx([v for rgb in colors for v in rgb])
     torch.testing.assert_close(BFM2017(path).mean_color,
                                torch.tensor([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6], [1.0, 0.0, 0.0]]))
+    with pytest.raises(ValueError, match="mean_color must have 3 x 3 entries, got 6"):
+        write_triangle_model(tmp_path / "short.h5", mean_color=colors[:2])
 
 
 @pytest.mark.parametrize("values, problem", [

@@ -214,7 +214,8 @@ def save_bfm2017(path, mean, shape_basis, shape_variance, expression_basis, expr
     if mean_color is not None:
         datasets[COLOR_MEAN] = as_array(mean_color, np.float32).reshape(-1)
         if datasets[COLOR_MEAN].shape != mean.shape:
-            raise ValueError(f"mean_color must have {mean.shape[0] // 3} x 3 entries, got {datasets[COLOR_MEAN].size}")
+            raise ValueError(f"mean_color must have {mean.shape[0] // 3} x 3 entries, "
+                             f"got {datasets[COLOR_MEAN].size}")
     for key in (SHAPE_BASIS, EXPRESSION_BASIS):
         if datasets[key].ndim != 2 or datasets[key].shape[0] != mean.shape[0]:
             raise ValueError(f"'{key}' must have shape ({mean.shape[0]}, K), got {datasets[key].shape}")
