@@ -1,9 +1,11 @@
 """Identity retrieval (benchmarks/demo_learning_curve.py): which latent reconstructs an image best."""
+import itertools
+
 import pytest
 import torch
 
 from varitex.data.keys_enum import DataItemKey as DIK
-from varitex.modules.metrics import identity_errors, identity_retrieval
+from varitex.modules.metrics import expected_top1, identity_errors, identity_retrieval
 
 
 def test_top1_counts_images_whose_own_latent_wins_and_person_top1_leaves_it_out():
@@ -19,6 +21,18 @@ def test_top1_counts_images_whose_own_latent_wins_and_person_top1_leaves_it_out(
     assert set(identity_retrieval(errors)) == {"top1", "chance"}
     # One image per person: nothing to leave out.
     assert set(identity_retrieval(errors, person=torch.arange(4))) == {"top1", "chance"}
+
+
+def test_expected_top1_is_the_mean_top1_over_every_gallery_of_k_people():
+    errors = torch.rand(7, 7, generator=torch.Generator().manual_seed(0))
+    for k in (1, 3, 7):
+        galleries = list(itertools.combinations(range(7), k))
+        hits = sum((errors[list(g)][:, list(g)].argmin(1) == torch.arange(k)).sum().item() for g in galleries)
+        assert expected_top1(errors, k) == pytest.approx(hits / (len(galleries) * k))
+    assert expected_top1(errors, 7) == pytest.approx(identity_retrieval(errors)["top1"])
+    assert expected_top1(torch.eye(5) * -1, 3) == 1.0  # every own latent best
+    with pytest.raises(ValueError, match="gallery size k=8 must be between 1 and the number of images 7"):
+        expected_top1(errors, 8)
 
 
 class _ColourGenerator(torch.nn.Module):
