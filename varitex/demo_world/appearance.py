@@ -102,21 +102,6 @@ def mean_identity():
         skin_noise_phase=np.zeros(4))
 
 
-def vertex_albedo(identity, verts_uvs, texture_size=128):
-    """Per-vertex albedo of ``identity``'s painted face: (V, 3) float32 in [0, 1], the face texture sampled
-    bilinearly at each vertex's UV ``verts_uvs`` (V, 2) in [0, 1]."""
-    albedo, _ = paint_face_texture(identity, texture_size)
-    # Texel (row r, column c) is centred at UV ((c + 0.5) / T, (r + 0.5) / T).
-    position = np.clip(np.asarray(verts_uvs, dtype=np.float64) * texture_size - 0.5, 0, texture_size - 1)
-    low = np.minimum(np.floor(position).astype(np.int64), texture_size - 2)
-    fraction = position - low
-    u, v = fraction[:, :1], fraction[:, 1:]
-    c, r = low[:, 0], low[:, 1]
-    top = albedo[r, c] * (1 - u) + albedo[r, c + 1] * u
-    bottom = albedo[r + 1, c] * (1 - u) + albedo[r + 1, c + 1] * u
-    return (top * (1 - v) + bottom * v).astype(np.float32)
-
-
 def _mix(color, target, alpha):
     """Blend (..., 3) colours towards ``target`` by ``alpha`` (...,) in [0, 1]."""
     return color + np.clip(alpha, 0, 1)[..., None] * (np.asarray(target) - color)

@@ -55,6 +55,8 @@ ANGLE_STD = np.array([8.0, 16.0, 5.0])
 EXPRESSION_STD = 0.5
 # Scenes rendered at once: 8 at 256 x 256, fewer for larger images (bounds the memory of a batch).
 BATCH_PIXELS = 8 * 256 * 256
+# Side of the painted texture that the face model file's mean colour is sampled from.
+MEAN_COLOR_TEXTURE_SIZE = 128
 
 
 def default_demo_root():
@@ -239,9 +241,13 @@ def save_demo_face_model(path, model=None):
     """Write the demo face model (``build_face_model()`` unless ``model`` is given) as a Basel Face Model 2017
     file whose mean colour is the average person's albedo (``appearance.mean_identity``); returns the path."""
     model = model if model is not None else build_face_model()
-    mean_color = appearance.vertex_albedo(appearance.mean_identity(), model.verts_uvs)
+    albedo, _ = appearance.paint_face_texture(appearance.mean_identity(), MEAN_COLOR_TEXTURE_SIZE)
+    # Sampled at the vertices' UVs the way render_scenes samples the albedo at the pixels' UVs.
+    grid = torch.from_numpy(np.asarray(model.verts_uvs, dtype=np.float32) * 2 - 1)[None, None]      # (1, 1, V, 2)
+    mean_color = torch.nn.functional.grid_sample(torch.from_numpy(albedo).permute(2, 0, 1)[None], grid,
+                                                 mode="bilinear", padding_mode="border", align_corners=False)
     return save_bfm2017(path, model.mean, model.shape_basis, model.shape_variance, model.expression_basis,
-                        model.expression_variance, model.faces, mean_color=mean_color)
+                        model.expression_variance, model.faces, mean_color=mean_color[0, :, 0].T)
 
 
 def _generate(root, parameters, progress):
